@@ -1,0 +1,57 @@
+# mailhop: everything a fresh Debian machine needs, from two targets.
+#   make serve   create .venv, install mailhop, run it on its embedded defaults
+#   make test    install what the tests need (Debian packages included), run lint, types, tests
+#   make bench   the throughput benchmark against Postfix (see docs/performance.md)
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+STAMP   = $(VENV)/.installed
+# Debian packages the tests use as real peers: Postfix (smart host), swaks (client), dnsmasq (DNS).
+DEBIAN_TEST_PACKAGES = postfix swaks dnsmasq-base
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+PYTEST_ARGS ?=
+
+.PHONY: serve test lint typecheck unit deps debian-deps bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test,fast]'
+	touch $@
+
+deps: $(STAMP)
+
+serve: $(STAMP)
+	$(BIN)/mailhop serve
+
+debian-deps:
+	@missing=""; for p in $(DEBIAN_TEST_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  echo "postfix postfix/main_mailer_type select No configuration" | $(SUDO) debconf-set-selections; \
+	  $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+test: $(STAMP) debian-deps lint typecheck
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+unit: $(STAMP)
+	$(BIN)/pytest tests/unit tests/contract $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	@echo "the benchmark arrives with the throughput work (issue 7)"
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

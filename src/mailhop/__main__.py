@@ -1,0 +1,3 @@
+from mailhop.cli.main import main
+
+main()

@@ -1,0 +1,1 @@
+"""The ``mailhop`` command: Exchange's cmdlets as subcommands."""

@@ -1,0 +1,119 @@
+"""The ``mailhop`` command line.
+
+Every command takes ``--config FILE`` (default ``./mailhop.toml``; embedded
+defaults when it is absent).  Errors are one line on stderr and exit status 1;
+set ``MAILHOP_DEBUG=1`` to see the traceback of an unexpected error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import click
+
+from mailhop import __version__
+from mailhop.config import Settings, load
+from mailhop.errors import MailhopError
+from mailhop.store import Store, open_store
+
+T = TypeVar("T")
+
+
+class Context:
+    def __init__(self, config_path: str | None) -> None:
+        self.config_path = config_path
+        self._settings: Settings | None = None
+        self.overrides: dict[str, Any] = {}
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load(self.config_path, overrides=self.overrides)
+        return self._settings
+
+    def with_store(self, fn: Callable[[Store], Awaitable[T]]) -> T:
+        async def run() -> T:
+            store = await open_store(self.settings)
+            try:
+                return await fn(store)
+            finally:
+                await store.close()
+
+        return asyncio.run(run())
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--config", "config_path", metavar="FILE", envvar="MAILHOP_CONFIG",
+              help="Configuration file (default ./mailhop.toml; embedded defaults if absent).")
+@click.version_option(__version__, prog_name="mailhop")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None) -> None:
+    """mailhop: an outbound mail transport with Exchange-style send connectors."""
+    ctx.obj = Context(config_path)
+
+
+@cli.command()
+@click.option("--name", help="This transport server's name ([server] name).")
+@click.option("--fqdn", help="EHLO name and Received: stamp ([server] fqdn).")
+@click.option("--data-dir", type=click.Path(file_okay=False), help="Data directory ([server] data_dir).")
+@click.option("--log-level", default="INFO", show_default=True,
+              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+@pass_ctx
+def serve(ctx: Context, name: str | None, fqdn: str | None, data_dir: str | None, log_level: str) -> None:
+    """Run the transport server until SIGTERM (which drains it)."""
+    server = {k: v for k, v in (("name", name), ("fqdn", fqdn), ("data_dir", data_dir)) if v}
+    if server:
+        ctx.overrides["server"] = server
+    settings = ctx.settings
+    logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from mailhop.service import Service
+
+    try:
+        import uvloop  # optional: the "fast" extra
+    except ImportError:
+        asyncio.run(Service(settings).run())
+    else:
+        uvloop.run(Service(settings).run())
+
+
+def _register() -> None:
+    from mailhop.cli import connector, route
+
+    cli.add_command(connector.connector)
+    cli.add_command(route.route)
+
+
+_register()
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("mailhop: aborted", err=True)
+        sys.exit(1)
+    except click.ClickException as exc:
+        click.echo(f"mailhop: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except MailhopError as exc:
+        click.echo(f"mailhop: {exc}", err=True)
+        sys.exit(1)
+    except OSError as exc:
+        click.echo(f"mailhop: {exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""), err=True)
+        sys.exit(1)
+    except Exception as exc:  # one line for the administrator; the traceback on request
+        if os.environ.get("MAILHOP_DEBUG"):
+            raise
+        click.echo(f"mailhop: internal error: {type(exc).__name__}: {exc}", err=True)
+        sys.exit(2)

@@ -1,0 +1,294 @@
+"""The server configuration: one typed schema, every default in this file.
+
+Precedence: the TOML file (``--config``, default ``./mailhop.toml``; embedded
+defaults when it does not exist), then ``MAILHOP_<SECTION>_<KEY>`` environment
+variables (``MAILHOP_SERVER_NAME=EXCH02``), then command-line flags.  A broken
+file, an unknown key or a bad value raises ``ConfigError`` with one line that
+names the key.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import socket
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import ValidationError as PydanticValidationError
+
+from mailhop.errors import ConfigError
+from mailhop.model.address_space import is_valid_domain
+from mailhop.units import parse_duration, parse_size
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+Size = Annotated[int | None, BeforeValidator(parse_size)]
+
+DEFAULT_CONFIG_FILE = "mailhop.toml"
+
+
+def _default_name() -> str:
+    return (socket.gethostname().split(".")[0] or "MAILHOP").upper()
+
+
+def _default_fqdn() -> str:
+    fqdn = socket.getfqdn()
+    return fqdn if is_valid_domain(fqdn) else "localhost.localdomain"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerSettings(_Section):
+    name: str = Field(default_factory=_default_name)
+    fqdn: str = Field(default_factory=_default_fqdn)
+    data_dir: Path = Path("data")
+    store: str = "sqlite"
+    # Sender of NDRs and delay DSNs (From: header); the envelope sender is always <>.
+    postmaster: str = ""
+    # More Received: headers than this is a mail loop: 5.4.6 NDR.
+    max_hop_count: int = Field(default=30, ge=1, le=1000)
+    # How long SIGTERM waits for in-flight sessions and deliveries before abandoning them.
+    shutdown_timeout: Duration = 30.0
+    # How often the server looks for changes made by the CLI or other servers.
+    config_poll_interval: Duration = 1.0
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}", v):
+            raise ValueError(f"'{v}' is not a valid server name")
+        return v
+
+    @field_validator("fqdn")
+    @classmethod
+    def _fqdn(cls, v: str) -> str:
+        if not is_valid_domain(v):
+            raise ValueError(f"'{v}' is not a valid host name")
+        return v.lower()
+
+    @field_validator("store")
+    @classmethod
+    def _store(cls, v: str) -> str:
+        if v == "sqlite" or v.startswith("sqlite:"):
+            return v
+        raise ValueError(f"'{v}' is not a supported store (use 'sqlite' or 'sqlite:PATH')")
+
+    @property
+    def postmaster_address(self) -> str:
+        return self.postmaster or f"postmaster@{self.fqdn}"
+
+
+def parse_ip_range(text: str) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """An IP, a CIDR block or an ``a-b`` range, as Exchange's RemoteIPRanges."""
+    text = text.strip()
+    if "-" in text:
+        low_text, high_text = (p.strip() for p in text.split("-", 1))
+        low, high = ipaddress.ip_address(low_text), ipaddress.ip_address(high_text)
+        if low.version != high.version or low > high:  # type: ignore[operator]
+            raise ValueError(f"'{text}' is not a valid IP range")
+        return low, high
+    net = ipaddress.ip_network(text, strict=False)
+    return net[0], net[-1]
+
+
+class ReceiveConnectorSettings(_Section):
+    name: str
+    bind: str = "127.0.0.1:2525"
+    # Who may relay without AUTH: single IPs, CIDR blocks, or a-b ranges.
+    remote_ip_ranges: list[str] = Field(default_factory=lambda: ["127.0.0.0/8", "::1"])
+    max_message_size: Size = 36 * 1024 * 1024
+    max_recipients_per_message: int = Field(default=5000, ge=1)
+    # Idle time allowed between commands before the session is dropped.
+    connection_timeout: Duration = 300.0
+    # Name in the banner and the Received: stamp; defaults to [server] fqdn.
+    fqdn: str | None = None
+    max_inbound_connections: int = Field(default=5000, ge=1)
+    protocol_logging_level: str = "None"
+
+    @field_validator("remote_ip_ranges")
+    @classmethod
+    def _ranges(cls, v: list[str]) -> list[str]:
+        for item in v:
+            try:
+                parse_ip_range(item)
+            except ValueError:
+                raise ValueError(f"'{item}' is not an IP address, CIDR block or a-b range") from None
+        return v
+
+    @field_validator("bind")
+    @classmethod
+    def _bind(cls, v: str) -> str:
+        split_hostport(v)
+        return v
+
+    @field_validator("protocol_logging_level")
+    @classmethod
+    def _logging(cls, v: str) -> str:
+        for choice in ("None", "Verbose"):
+            if v.lower() == choice.lower():
+                return choice
+        raise ValueError("must be None or Verbose")
+
+    def ranges(self) -> list[tuple[Any, Any]]:
+        return [parse_ip_range(r) for r in self.remote_ip_ranges]
+
+
+def split_hostport(value: str) -> tuple[str, int]:
+    m = re.fullmatch(r"\[([^\]]+)\]:(\d+)|([^:\[\]]*):(\d+)", value.strip())
+    if not m:
+        raise ValueError(f"'{value}' is not HOST:PORT")
+    host = m.group(1) or m.group(3) or "0.0.0.0"
+    port = int(m.group(2) or m.group(4))
+    if not 0 <= port <= 65535:
+        raise ValueError(f"'{value}' has a port outside 0-65535")
+    return host, port
+
+
+class QueueSettings(_Section):
+    # Retry of individual messages, and the steady retry interval of a queue in Retry.
+    message_retry_interval: Duration = 300.0
+    message_expiration_timeout: Duration = 2 * 86400.0
+    delay_notification_timeout: Duration = 4 * 3600.0
+    # Exchange's schedule after a failure: a few quick "glitch" retries, then the
+    # transient ones, then message_retry_interval until expiry.
+    glitch_retry_count: int = Field(default=4, ge=0, le=15)
+    glitch_retry_interval: Duration = 60.0
+    transient_retry_count: int = Field(default=6, ge=0, le=15)
+    transient_retry_interval: Duration = 300.0
+    # Fraction of each retry interval added at random, so a restart does not retry everything at once.
+    retry_jitter: float = Field(default=0.1, ge=0, le=1)
+    # Crashes while a message is handled before it goes to the Poison queue.
+    poison_threshold: int = Field(default=2, ge=1, le=10)
+    # Messages handed straight from receive to delivery without a trip through the store;
+    # beyond this, mail waits on disk (bodies are never held in memory for waiting mail).
+    max_in_memory: int = Field(default=2000, ge=0)
+    # Attach the original message to NDRs up to this size; headers only above it.
+    ndr_max_attach_size: Size = 10 * 1024 * 1024
+
+    @model_validator(mode="after")
+    def _delay_vs_expiry(self) -> QueueSettings:
+        if self.message_retry_interval <= 0:
+            raise ValueError("message_retry_interval must be greater than 0")
+        return self
+
+
+class DeliverySettings(_Section):
+    max_outbound_connections: int = Field(default=1000, ge=1)
+    max_per_domain_outbound_connections: int = Field(default=20, ge=1)
+    connect_timeout: Duration = 30.0
+    # Timeout of each SMTP command and of the end of DATA.
+    command_timeout: Duration = 300.0
+    # An idle outbound connection is kept this long for the next message to the
+    # same next hop (never longer than the connector's ConnectionInactivityTimeOut).
+    connection_cache_time: Duration = 5.0
+
+
+class TrackingSettings(_Section):
+    enabled: bool = True
+    max_file_size: Size = 10 * 1024 * 1024
+    max_age: Duration = 30 * 86400.0
+    max_directory_size: Size = 1000 * 1024 * 1024
+    subject_logging: bool = True
+
+
+class ClusterSettings(_Section):
+    # A lease not renewed for this long belongs to a dead server; another takes its mail.
+    lease_timeout: Duration = 60.0
+    heartbeat_interval: Duration = 10.0
+
+
+class Settings(_Section):
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    receive_connectors: list[ReceiveConnectorSettings] = Field(default_factory=list)
+    queue: QueueSettings = Field(default_factory=QueueSettings)
+    delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    tracking: TrackingSettings = Field(default_factory=TrackingSettings)
+    cluster: ClusterSettings = Field(default_factory=ClusterSettings)
+
+    @model_validator(mode="after")
+    def _defaults_and_checks(self) -> Settings:
+        if not self.receive_connectors:
+            default = ReceiveConnectorSettings(name=f"Default {self.server.name}")
+            object.__setattr__(self, "receive_connectors", [default])
+        names = [c.name.lower() for c in self.receive_connectors]
+        if len(set(names)) != len(names):
+            raise ValueError("receive_connectors: two connectors have the same name")
+        binds = [split_hostport(c.bind) for c in self.receive_connectors]
+        if len(set(binds)) != len(binds):
+            raise ValueError("receive_connectors: two connectors have the same bind address")
+        return self
+
+    @property
+    def data_dir(self) -> Path:
+        return self.server.data_dir
+
+    @property
+    def sqlite_path(self) -> Path:
+        store = self.server.store
+        if store.startswith("sqlite:") and store != "sqlite:":
+            return Path(store.removeprefix("sqlite:").removeprefix("//"))
+        return self.server.data_dir / "mailhop.db"
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    sections = {
+        "server": ServerSettings, "queue": QueueSettings, "delivery": DeliverySettings,
+        "tracking": TrackingSettings, "cluster": ClusterSettings,
+    }
+    for section, model in sections.items():
+        for key, info in model.model_fields.items():  # type: ignore[attr-defined]
+            var = f"MAILHOP_{section}_{key}".upper()
+            if var in environ:
+                value: Any = environ[var]
+                if info.annotation is list or str(info.annotation).startswith("list"):
+                    value = [v.strip() for v in value.split(",") if v.strip()]
+                out.setdefault(section, {})[key] = value
+    return out
+
+
+def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load(
+    path: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Read the file (if any), apply environment and flag overrides, validate."""
+    explicit = path is not None
+    file = Path(path) if path is not None else Path(DEFAULT_CONFIG_FILE)
+    data: dict[str, Any] = {}
+    if file.exists():
+        try:
+            data = tomllib.loads(file.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{file}: not valid TOML: {exc}") from None
+        except OSError as exc:
+            raise ConfigError(f"{file}: cannot be read: {exc.strerror}") from None
+    elif explicit and str(file) != DEFAULT_CONFIG_FILE:
+        raise ConfigError(f"{file}: no such configuration file")
+    data = _merge(data, _env_overrides(os.environ if environ is None else environ))
+    if overrides:
+        data = _merge(data, overrides)
+    try:
+        return Settings.model_validate(data)
+    except PydanticValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "config"
+        message = err["msg"].removeprefix("Value error, ")
+        source = file if file.exists() else "configuration"
+        raise ConfigError(f"{source}: {where}: {message}") from None

@@ -1,0 +1,1 @@
+"""Getting mail to the next hop: endpoints (MX or smart hosts), connections, reuse."""

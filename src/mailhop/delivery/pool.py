@@ -1,0 +1,280 @@
+"""Delivery queues in memory: one per next hop, each with its own connections.
+
+``DeliveryPool.push`` hands a ``Job`` (one message, the recipients that share a
+next hop) to the ``NextHop`` for its connector and destination.  A next hop runs
+up to ``max_per_domain_outbound_connections`` workers (and the pool at most
+``max_outbound_connections`` in all); each worker keeps its SMTP connection for
+the next job for up to SmtpMaxMessagesPerConnection messages and while jobs keep
+coming (``connection_cache_time``, never beyond ConnectionInactivityTimeOut).
+
+A job goes to the endpoints in order: a connection failure, or a 4xx to the
+whole transaction, moves it to the next endpoint; a per-recipient reply is final
+for that attempt.  When no endpoint can be reached at all, the job's result has
+``hop_failure`` set and every job still waiting for that next hop is returned
+with it, so the scheduler can put the queue in Retry.  Results go to the
+``on_result`` callback; this module never touches the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from mailhop.config import DeliverySettings
+from mailhop.delivery.dns import DnsError, Resolver
+from mailhop.delivery.endpoints import Endpoint, smart_host_endpoints
+from mailhop.model.connector import SendConnector
+from mailhop.model.message import Claim
+from mailhop.model.route import DNS
+from mailhop.smtp.client import ClientConnection, ConnectionFailure, TlsPlan
+from mailhop.smtp.replies import Reply
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Job:
+    claim: Claim                 # the message and the recipients bound for this next hop
+    connector: SendConnector
+    next_hop: str                # recipient domain (DNS) or smart-host list
+
+
+@dataclass(slots=True)
+class JobResult:
+    job: Job
+    replies: dict[int, Reply]            # recipient id -> reply
+    endpoint: Endpoint | None = None
+    tls_version: str | None = None
+    tls_cipher: str | None = None
+    hop_failure: bool = False
+    attempted: bool = True
+
+
+Endpoints = Callable[[SendConnector, str], Awaitable[list[Endpoint]]]
+BodyLoader = Callable[[Claim], Awaitable[bytes]]
+ResultSink = Callable[[JobResult], None]
+TlsPlanner = Callable[[SendConnector, Endpoint, str], TlsPlan]
+
+
+def failover_reply(errors: list[tuple[Endpoint, Reply]]) -> Reply:
+    """Exchange's LastError after every endpoint failed, naming the first cause."""
+    first = errors[0][1]
+    last_ep = errors[-1][0]
+    if len(errors) == 1:
+        return Reply(first.code, first.enhanced, f"{first.text}. The last endpoint attempted was {last_ep}")
+    return Reply(
+        451, "4.4.0",
+        f'Primary target IP address responded with: "{first}." Attempted failover to alternate host, '
+        "but that did not succeed. Either there are no alternate hosts, or delivery failed to all "
+        f"alternate hosts. The last endpoint attempted was {last_ep}",
+    )
+
+
+def default_tls_plan(connector: SendConnector, endpoint: Endpoint, domain: str) -> TlsPlan:
+    return TlsPlan(starttls=not connector.ignore_starttls, required=connector.require_tls)
+
+
+class NextHop:
+    def __init__(self, pool: DeliveryPool, connector: SendConnector, next_hop: str) -> None:
+        self.pool = pool
+        self.connector = connector
+        self.next_hop = next_hop
+        self.jobs: deque[Job] = deque()
+        self.workers = 0
+        self.waiting: deque[asyncio.Future[None]] = deque()
+
+    def push(self, job: Job) -> None:
+        self.connector = job.connector  # pick up edits of the connector (smart hosts, options)
+        self.jobs.append(job)
+        while self.waiting:
+            waiter = self.waiting.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self._maybe_spawn()
+
+    def _maybe_spawn(self) -> None:
+        s = self.pool.settings
+        if (self.jobs and self.workers < s.max_per_domain_outbound_connections
+                and self.pool.connections < s.max_outbound_connections and not self.pool.stopping):
+            self.workers += 1
+            self.pool.connections += 1
+            task = asyncio.create_task(self._worker(), name=f"deliver {self.next_hop}")
+            self.pool.tasks.add(task)
+            task.add_done_callback(self.pool.tasks.discard)
+
+    async def _next_job(self, connected: bool) -> Job | None:
+        if self.jobs:
+            return self.jobs.popleft()
+        if not connected or self.pool.stopping:
+            return None
+        waiter = asyncio.get_running_loop().create_future()
+        self.waiting.append(waiter)
+        idle = min(self.pool.settings.connection_cache_time, self.connector.connection_inactivity_timeout)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(waiter, idle)
+        return self.jobs.popleft() if self.jobs else None
+
+    async def _worker(self) -> None:
+        conn: ClientConnection | None = None
+        try:
+            while True:
+                job = await self._next_job(conn is not None)
+                if job is None:
+                    break
+                if conn is not None and (
+                    not conn.usable or conn.messages_sent >= job.connector.smtp_max_messages_per_connection
+                ):
+                    await conn.close()
+                    conn = None
+                result, conn = await self._deliver(job, conn)
+                self.pool.on_result(result)
+                if result.hop_failure:
+                    while self.jobs:
+                        other = self.jobs.popleft()
+                        reply = next(iter(result.replies.values()))
+                        self.pool.on_result(JobResult(other, {r.id: reply for r in other.claim.recipients},
+                                                      hop_failure=True, attempted=True))
+                    break
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("delivery worker for %s failed", self.next_hop)
+        finally:
+            if conn is not None:
+                await conn.close()
+            self.workers -= 1
+            self.pool.connections -= 1
+            self.pool.next_hop_idle(self)
+            self._maybe_spawn()
+
+    async def _deliver(self, job: Job, conn: ClientConnection | None) -> tuple[JobResult, ClientConnection | None]:
+        claim = job.claim
+        body = await self.pool.load_body(claim)
+        rcpts = claim.recipients
+        errors: list[tuple[Endpoint, Reply]] = []
+        tried: set[Endpoint] = set()
+        transaction_started = False
+
+        async def attempt(c: ClientConnection) -> JobResult | None:
+            nonlocal transaction_started
+            tx = await c.send(claim.message.sender, [r.address for r in rcpts], body,
+                              eight_bit=claim.message.eight_bit, smtputf8=claim.message.smtputf8)
+            transaction_started = True
+            ep = Endpoint(c.host, c.ip, c.port)
+            if tx.failure is not None and tx.failure.temporary:
+                errors.append((ep, tx.failure))
+                return None
+            return JobResult(job, {r.id: tx.recipients[r.address] for r in rcpts}, ep, c.tls_version, c.tls_cipher)
+
+        if conn is not None:
+            tried.add(Endpoint(conn.host, conn.ip, conn.port))
+            result = await attempt(conn)
+            if result is not None:
+                return result, conn
+            await conn.close()
+            conn = None
+        try:
+            endpoints = await self.pool.endpoints(job.connector, job.next_hop)
+        except DnsError as exc:
+            reply = Reply(554, "5.4.4", f"SMTPSEND.DNS.NonExistentDomain; {exc}") if exc.permanent \
+                else Reply(451, "4.4.0", f"DNS query failed. The error was: {exc}")
+            return JobResult(job, {r.id: reply for r in rcpts}, hop_failure=reply.temporary,
+                             attempted=True), None
+        for ep in endpoints:
+            if ep in tried:
+                continue
+            tried.add(ep)
+            try:
+                conn = await ClientConnection.open(
+                    ep.host, ep.ip, ep.port, job.connector.fqdn or self.pool.helo_name,
+                    tls=self.pool.tls_plan(job.connector, ep, job.next_hop),
+                    connect_timeout=self.pool.settings.connect_timeout,
+                    command_timeout=self.pool.settings.command_timeout,
+                    force_helo=job.connector.force_helo,
+                )
+            except ConnectionFailure as exc:
+                errors.append((ep, exc.reply))
+                continue
+            result = await attempt(conn)
+            if result is not None:
+                return result, conn
+            await conn.close()
+            conn = None
+        if not errors:
+            reply = Reply(451, "4.4.0", f"No endpoint to deliver to for {job.next_hop}")
+        else:
+            reply = failover_reply(errors)
+        return JobResult(job, {r.id: reply for r in rcpts}, errors[-1][0] if errors else None,
+                         hop_failure=not transaction_started), None
+
+
+class DeliveryPool:
+    def __init__(
+        self, settings: DeliverySettings, resolver: Resolver, helo_name: str, load_body: BodyLoader,
+        on_result: ResultSink, tls_plan: TlsPlanner = default_tls_plan,
+        mx_endpoints: Endpoints | None = None,
+    ) -> None:
+        self.settings = settings
+        self.resolver = resolver
+        self.helo_name = helo_name
+        self.load_body = load_body
+        self.on_result = on_result
+        self.tls_plan = tls_plan
+        self._mx_endpoints = mx_endpoints
+        self.hops: dict[tuple[str, str], NextHop] = {}
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.connections = 0
+        self.stopping = False
+
+    async def endpoints(self, connector: SendConnector, next_hop: str) -> list[Endpoint]:
+        if connector.dns_routing_enabled:
+            if self._mx_endpoints is None:
+                raise DnsError("MX delivery is not available")
+            return await self._mx_endpoints(connector, next_hop)
+        return await smart_host_endpoints(connector, self.resolver)
+
+    def push(self, job: Job) -> None:
+        key = (job.connector.guid, job.next_hop.lower() if job.connector.delivery_type == DNS else "")
+        hop = self.hops.get(key)
+        if hop is None:
+            hop = self.hops[key] = NextHop(self, job.connector, job.next_hop)
+        hop.push(job)
+
+    def next_hop_idle(self, hop: NextHop) -> None:
+        if hop.workers == 0 and not hop.jobs:
+            for key, value in list(self.hops.items()):
+                if value is hop:
+                    del self.hops[key]
+        else:
+            # A connection slot was freed: let another next hop with waiting jobs use it.
+            for other in self.hops.values():
+                if other.jobs and not other.waiting:
+                    other._maybe_spawn()
+                    if self.connections >= self.settings.max_outbound_connections:
+                        break
+
+    def pending(self) -> list[Job]:
+        return [job for hop in self.hops.values() for job in hop.jobs]
+
+    async def stop(self, grace: float) -> list[Job]:
+        """Stop taking jobs; wait ``grace`` for deliveries in flight; return jobs never started."""
+        self.stopping = True
+        unstarted: list[Job] = []
+        for hop in self.hops.values():
+            unstarted.extend(hop.jobs)
+            hop.jobs.clear()
+            for waiter in hop.waiting:
+                if not waiter.done():
+                    waiter.set_result(None)
+        if self.tasks:
+            _, pending = await asyncio.wait(list(self.tasks), timeout=grace)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=5)
+        return unstarted

@@ -1,0 +1,36 @@
+"""The one exception tree of mailhop.
+
+Every error that crosses a module boundary is a ``MailhopError``.  Exceptions of
+libraries (sqlite3, aiosmtplib, dnspython, ssl) are translated where they are
+called; nothing above that boundary catches a library's exception type.
+"""
+
+from __future__ import annotations
+
+
+class MailhopError(Exception):
+    """Base of every error mailhop raises on purpose."""
+
+
+class ConfigError(MailhopError, ValueError):
+    """The server configuration (file, environment or flags) is invalid."""
+
+
+class ValidationError(MailhopError, ValueError):
+    """An object (send connector, address space, option) failed validation.
+
+    The message is one line meant for an administrator, e.g. the CLI prints it
+    as it is and the API returns it as the error detail.
+    """
+
+
+class NotFoundError(MailhopError, LookupError):
+    """The named object (connector, queue, message) does not exist."""
+
+
+class ConflictError(MailhopError):
+    """The object would collide with an existing one (a duplicate name)."""
+
+
+class StoreError(MailhopError):
+    """The store could not carry out an operation; nothing was changed."""

@@ -1,0 +1,1 @@
+"""Message headers: reading the header block, and (later) the header analyzer."""

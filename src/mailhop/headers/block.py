@@ -1,0 +1,69 @@
+"""Read the header block of a message without parsing its body.
+
+Works on raw bytes with CRLF line ends (what the SMTP server stores).  Folded
+headers are unfolded; values are returned raw (RFC 2047 words undecoded) unless
+``decoded`` is asked for.  Never raises on malformed input: a line that is not a
+header ends the block, as in RFC 5322 parsers that recover.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.header
+import email.utils
+import re
+
+_NAME = re.compile(rb"^([!-9;-~]+)[ \t]*:")
+
+
+def split(message: bytes) -> tuple[bytes, bytes]:
+    """(header block including its final CRLF, body after the blank line)."""
+    if message.startswith(b"\r\n"):
+        return b"", message[2:]
+    end = message.find(b"\r\n\r\n")
+    if end < 0:
+        return message, b""
+    return message[: end + 2], message[end + 4 :]
+
+
+def fields(header_block: bytes) -> list[tuple[str, str]]:
+    """[(name, unfolded raw value)] in order."""
+    out: list[tuple[str, str]] = []
+    for line in header_block.split(b"\r\n"):
+        if not line:
+            continue
+        if line[:1] in (b" ", b"\t") and out:
+            name, value = out[-1]
+            out[-1] = (name, value + " " + line.strip().decode("utf-8", "replace"))
+            continue
+        m = _NAME.match(line)
+        if not m:
+            break
+        out.append((m.group(1).decode("ascii"), line[m.end():].strip().decode("utf-8", "replace")))
+    return out
+
+
+def first(pairs: list[tuple[str, str]], name: str) -> str | None:
+    lname = name.lower()
+    for key, value in pairs:
+        if key.lower() == lname:
+            return value
+    return None
+
+
+def count(pairs: list[tuple[str, str]], name: str) -> int:
+    lname = name.lower()
+    return sum(1 for key, _ in pairs if key.lower() == lname)
+
+
+def decoded(value: str) -> str:
+    """Decode RFC 2047 encoded words; the raw value when that fails."""
+    try:
+        return str(email.header.make_header(email.header.decode_header(value)))
+    except (ValueError, LookupError, UnicodeError):
+        return value
+
+
+def format_date(ts: float) -> str:
+    """An RFC 5322 date in UTC with a numeric zone: ``Sat, 28 Nov 2026 02:24:23 +0000``."""
+    return email.utils.format_datetime(dt.datetime.fromtimestamp(ts, dt.UTC).replace(microsecond=0))

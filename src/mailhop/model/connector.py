@@ -1,0 +1,426 @@
+"""Send connectors: Exchange's properties, defaults and validation rules.
+
+A ``SendConnector`` is an immutable value.  ``PROPERTIES`` is the one table that
+maps each Exchange property (``AddressSpaces``, ``DNSRoutingEnabled``...) to its
+Python attribute, its kebab-case CLI option and its parser; the CLI, the JSON
+export and the store all go through it.  ``validate`` enforces Exchange's
+cross-field rules (reference section 1) and raises ``ValidationError`` with one
+line an administrator can act on.  Nothing here touches the store.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import re
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from mailhop.errors import ValidationError
+from mailhop.model.address_space import (
+    AddressSpace,
+    domain_specificity,
+    is_valid_domain,
+    parse_address_spaces,
+    split_list,
+)
+from mailhop.units import format_size, format_timespan, parse_duration, parse_size
+
+USAGES = ("Custom", "Internal", "Internet", "Partner")
+TLS_AUTH_LEVELS = ("EncryptionOnly", "CertificateValidation", "DomainValidation")
+AUTH_MECHANISMS = ("None", "BasicAuth", "BasicAuthRequireTLS", "ExternalAuthoritative")
+LOGGING_LEVELS = ("None", "Verbose")
+
+DEFAULT_MAX_MESSAGE_SIZE = 35 * 1024 * 1024
+MAX_MESSAGE_SIZE_LIMIT = 2147483647
+NAME_MAX_LENGTH = 64
+
+
+@dataclass(frozen=True, slots=True)
+class SmartHost:
+    host: str
+    port: int | None = None
+    is_ip: bool = False
+
+    def __str__(self) -> str:
+        text = f"[{self.host}]" if self.is_ip else self.host
+        return f"{text}:{self.port}" if self.port else text
+
+    @classmethod
+    def parse(cls, text: str) -> SmartHost:
+        raw = text.strip()
+        host, port = raw, None
+        m = re.fullmatch(r"\[([^\]]+)\](?::(\d+))?", raw)
+        if m:
+            host, port_text = m.group(1), m.group(2)
+            port = int(port_text) if port_text else None
+        elif raw.count(":") == 1:
+            host, port_text = raw.split(":")
+            if not port_text.isdigit():
+                raise ValidationError(f"SmartHosts: '{raw}' has an invalid port")
+            port = int(port_text)
+        if port is not None and not 1 <= port <= 65535:
+            raise ValidationError(f"SmartHosts: '{raw}' has port {port}, outside 1-65535")
+        try:
+            ipaddress.ip_address(host)
+            return cls(host=host, port=port, is_ip=True)
+        except ValueError:
+            pass
+        if not is_valid_domain(host):
+            raise ValidationError(
+                f"SmartHosts: '{raw}' is neither a host name nor an IP address "
+                "(use host, host:port or [ip])"
+            )
+        return cls(host=host.lower(), port=port)
+
+
+def sender_scope_specificity(scope: str, sender: str) -> int | None:
+    """How specifically a sender scope matches an envelope sender.
+
+    ``user@contoso.com`` (3) > ``contoso.com`` (2) > ``*.contoso.com`` (1).
+    The null sender matches no scope.
+    """
+    if not sender:
+        return None
+    sender = sender.lower()
+    scope = scope.lower()
+    if "@" in scope:
+        return 3 if sender == scope else None
+    domain = sender.rpartition("@")[2]
+    spec = domain_specificity(scope, domain)
+    if spec is None:
+        return None
+    return 2 if spec[1] else 1
+
+
+def _check_sender_scope(text: str) -> str:
+    value = text.strip().lower()
+    if "@" in value:
+        local, _, domain = value.rpartition("@")
+        if local and is_valid_domain(domain) and not re.search(r"[\s<>]", local):
+            return value
+    elif (value.startswith("*.") and is_valid_domain(value[2:])) or is_valid_domain(value):
+        return value
+    raise ValidationError(
+        f"SenderDomains: '{text}' is not a domain (contoso.com, *.contoso.com) "
+        "or an address (user@contoso.com)"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SendConnector:
+    name: str
+    address_spaces: tuple[AddressSpace, ...]
+    guid: str = field(default_factory=lambda: str(uuid.uuid4()))
+    usage: str = "Custom"
+    dns_routing_enabled: bool = True
+    smart_hosts: tuple[SmartHost, ...] = ()
+    port: int = 25
+    fqdn: str | None = None
+    max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE
+    enabled: bool = True
+    smtp_max_messages_per_connection: int = 20
+    connection_inactivity_timeout: float = 600.0
+    protocol_logging_level: str = "None"
+    comment: str = ""
+    source_transport_servers: tuple[str, ...] = ()
+    sender_domains: tuple[str, ...] = ()
+    require_tls: bool = False
+    tls_auth_level: str | None = None
+    tls_domain: str | None = None
+    tls_certificate_name: str | None = None
+    ignore_starttls: bool = False
+    smart_host_auth_mechanism: str = "None"
+    authentication_credential: str | None = None
+    cloud_services_mail_enabled: bool = False
+    force_helo: bool = False
+
+    def match_recipient(self, domain: str) -> tuple[tuple[int, int], AddressSpace] | None:
+        """The best-matching address space (most specific, then cheapest) and its specificity."""
+        best: tuple[tuple[int, int], AddressSpace] | None = None
+        for space in self.address_spaces:
+            spec = space.match(domain)
+            if spec is None:
+                continue
+            if best is None or spec > best[0] or (spec == best[0] and space.cost < best[1].cost):
+                best = (spec, space)
+        return best
+
+    def match_sender(self, sender: str) -> int | None:
+        """0 when unscoped; the scope's specificity when it matches; None when it does not."""
+        if not self.sender_domains:
+            return 0
+        specs = [s for s in (sender_scope_specificity(x, sender) for x in self.sender_domains) if s]
+        return max(specs) if specs else None
+
+    def is_source(self, server: str) -> bool:
+        return server.lower() in (s.lower() for s in self.source_transport_servers)
+
+    @property
+    def delivery_type(self) -> str:
+        return "DnsConnectorDelivery" if self.dns_routing_enabled else "SmartHostConnectorDelivery"
+
+
+# --- value parsers (CLI strings and JSON values alike) ----------------------------------
+
+def parse_bool(value: Any, prop: str = "value") -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower().lstrip("$")
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise ValidationError(f"{prop}: '{value}' is not a boolean (use true or false)")
+
+
+def _choice(choices: tuple[str, ...], prop: str, nullable: bool = False) -> Callable[[Any], Any]:
+    def parse(value: Any) -> Any:
+        if value is None or (nullable and str(value).strip().lower() in ("", "null", "$null")):
+            if nullable:
+                return None
+            raise ValidationError(f"{prop}: a value is required")
+        for choice in choices:
+            if str(value).strip().lower() == choice.lower():
+                return choice
+        raise ValidationError(f"{prop}: '{value}' is not one of {', '.join(choices)}")
+
+    return parse
+
+
+def _int(low: int, high: int, prop: str) -> Callable[[Any], int]:
+    def parse(value: Any) -> int:
+        try:
+            number = int(str(value).strip())
+        except ValueError:
+            raise ValidationError(f"{prop}: '{value}' is not a whole number") from None
+        if not low <= number <= high:
+            raise ValidationError(f"{prop}: {number} is outside the allowed range {low}-{high}")
+        return number
+
+    return parse
+
+
+def _size(value: Any) -> int | None:
+    try:
+        size = parse_size(value)
+    except ValueError as exc:
+        raise ValidationError(f"MaxMessageSize: {exc}") from None
+    if size is not None and size > MAX_MESSAGE_SIZE_LIMIT:
+        raise ValidationError(f"MaxMessageSize: {size} bytes is above the maximum {MAX_MESSAGE_SIZE_LIMIT}")
+    return size
+
+
+def _timeout(value: Any) -> float:
+    try:
+        seconds = parse_duration(value)
+    except ValueError as exc:
+        raise ValidationError(f"ConnectionInactivityTimeOut: {exc}") from None
+    if not 1 <= seconds <= 86400:
+        raise ValidationError(
+            "ConnectionInactivityTimeOut: must be between 00:00:01 and 1.00:00:00"
+        )
+    return seconds
+
+
+def _optional_text(prop: str, check: Callable[[str], bool] | None = None) -> Callable[[Any], str | None]:
+    def parse(value: Any) -> str | None:
+        if value is None:
+            return None
+        text = str(value).strip()
+        if text.lower() in ("", "null", "$null"):
+            return None
+        if check and not check(text):
+            raise ValidationError(f"{prop}: '{text}' is not a valid domain name")
+        return text.lower() if check else text
+
+    return parse
+
+
+def _name(value: Any) -> str:
+    text = str(value).strip()
+    if not text:
+        raise ValidationError("Name: a connector name is required")
+    if len(text) > NAME_MAX_LENGTH:
+        raise ValidationError(f"Name: '{text}' is longer than {NAME_MAX_LENGTH} characters")
+    if any(ord(c) < 32 for c in text) or "\\" in text:
+        raise ValidationError(f"Name: '{text}' contains a control character or a backslash")
+    return text
+
+
+def _servers(value: Any) -> tuple[str, ...]:
+    servers = tuple(split_list(value if isinstance(value, list | tuple) else str(value)))
+    for server in servers:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}", server):
+            raise ValidationError(f"SourceTransportServers: '{server}' is not a server name")
+    return servers
+
+
+def _smart_hosts(value: Any) -> tuple[SmartHost, ...]:
+    return tuple(SmartHost.parse(v) for v in split_list(value if isinstance(value, list | tuple) else str(value)))
+
+
+def _sender_domains(value: Any) -> tuple[str, ...]:
+    return tuple(_check_sender_scope(v) for v in split_list(value if isinstance(value, list | tuple) else str(value)))
+
+
+def _address_spaces(value: Any) -> tuple[AddressSpace, ...]:
+    return parse_address_spaces(value if isinstance(value, list | tuple) else str(value))
+
+
+@dataclass(frozen=True, slots=True)
+class Property:
+    exchange: str           # Exchange's property name: JSON key
+    attr: str               # attribute of SendConnector
+    parse: Callable[[Any], Any]
+    dump: Callable[[Any], Any] = lambda v: v
+    settable: bool = True   # False: only at creation (Usage)
+    cli: str | None = None  # the CLI option where it is not derived from the name
+
+    @property
+    def option(self) -> str:
+        """The kebab-case CLI option, e.g. --dns-routing-enabled."""
+        if self.cli:
+            return self.cli
+        return "--" + re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "-", self.exchange).lower()
+
+
+PROPERTIES: tuple[Property, ...] = (
+    Property("Name", "name", _name),
+    Property("AddressSpaces", "address_spaces", _address_spaces, lambda v: [f"SMTP:{s.address};{s.cost}" if s.is_smtp else f"{s.type}:{s.address};{s.cost}" for s in v]),
+    Property("Usage", "usage", _choice(USAGES, "Usage"), settable=False),
+    Property("DNSRoutingEnabled", "dns_routing_enabled", lambda v: parse_bool(v, "DNSRoutingEnabled")),
+    Property("SmartHosts", "smart_hosts", _smart_hosts, lambda v: [str(h) for h in v]),
+    Property("Port", "port", _int(0, 65535, "Port")),
+    Property("Fqdn", "fqdn", _optional_text("Fqdn", is_valid_domain)),
+    Property("MaxMessageSize", "max_message_size", _size, format_size),
+    Property("Enabled", "enabled", lambda v: parse_bool(v, "Enabled")),
+    Property("SmtpMaxMessagesPerConnection", "smtp_max_messages_per_connection", _int(1, 2147483647, "SmtpMaxMessagesPerConnection")),
+    Property("ConnectionInactivityTimeOut", "connection_inactivity_timeout", _timeout, format_timespan, cli="--connection-inactivity-timeout"),
+    Property("ProtocolLoggingLevel", "protocol_logging_level", _choice(LOGGING_LEVELS, "ProtocolLoggingLevel")),
+    Property("Comment", "comment", lambda v: "" if v is None else str(v)),
+    Property("SourceTransportServers", "source_transport_servers", _servers, list),
+    Property("SenderDomains", "sender_domains", _sender_domains, list),
+    Property("RequireTLS", "require_tls", lambda v: parse_bool(v, "RequireTLS")),
+    Property("TlsAuthLevel", "tls_auth_level", _choice(TLS_AUTH_LEVELS, "TlsAuthLevel", nullable=True)),
+    Property("TlsDomain", "tls_domain", _optional_text("TlsDomain", lambda d: is_valid_domain(d[2:] if d.startswith("*.") else d))),
+    Property("TlsCertificateName", "tls_certificate_name", _optional_text("TlsCertificateName")),
+    Property("IgnoreSTARTTLS", "ignore_starttls", lambda v: parse_bool(v, "IgnoreSTARTTLS")),
+    Property("SmartHostAuthMechanism", "smart_host_auth_mechanism", _choice(AUTH_MECHANISMS, "SmartHostAuthMechanism")),
+    Property("AuthenticationCredential", "authentication_credential", _optional_text("AuthenticationCredential")),
+    Property("CloudServicesMailEnabled", "cloud_services_mail_enabled", lambda v: parse_bool(v, "CloudServicesMailEnabled")),
+    Property("ForceHELO", "force_helo", lambda v: parse_bool(v, "ForceHELO")),
+)
+PROPERTY_BY_EXCHANGE = {p.exchange.lower(): p for p in PROPERTIES}
+
+
+def _property(key: str) -> Property:
+    prop = PROPERTY_BY_EXCHANGE.get(key.replace("-", "").lower())
+    if prop is None:
+        raise ValidationError(f"'{key}' is not a send connector property")
+    return prop
+
+
+def new_connector(values: Mapping[str, Any], default_server: str) -> SendConnector:
+    """Create a connector from Exchange-named values, with Exchange's defaults by usage."""
+    given = {_property(k).attr: _property(k).parse(v) for k, v in values.items() if v is not None}
+    if "name" not in given:
+        raise ValidationError("Name: a connector name is required")
+    if "address_spaces" not in given:
+        raise ValidationError("AddressSpaces: at least one address space is required")
+    usage = given.get("usage", "Custom")
+    defaults: dict[str, Any] = {"source_transport_servers": (default_server,)}
+    if usage == "Internal":
+        defaults["max_message_size"] = None
+    if usage == "Partner":
+        # Partner connectors exist to force verified TLS towards their address spaces.
+        defaults["require_tls"] = True
+        defaults["tls_auth_level"] = "DomainValidation"
+    connector = SendConnector(**{**defaults, **given})
+    validate(connector)
+    return connector
+
+
+def update_connector(connector: SendConnector, values: Mapping[str, Any]) -> SendConnector:
+    """Apply Set-SendConnector-style changes; Usage and Guid cannot change."""
+    changes: dict[str, Any] = {}
+    for key, value in values.items():
+        prop = _property(key)
+        if not prop.settable:
+            raise ValidationError(f"{prop.exchange} can only be chosen when the connector is created")
+        changes[prop.attr] = prop.parse(value)
+    updated = dataclasses.replace(connector, **changes)
+    validate(updated)
+    return updated
+
+
+def validate(c: SendConnector) -> None:
+    """Exchange's cross-field rules; raises ValidationError on the first broken one."""
+    if c.smart_hosts and c.dns_routing_enabled:
+        raise ValidationError(
+            "SmartHosts (--smart-hosts) can only be set when DNSRoutingEnabled is false "
+            "(--dns-routing-enabled false)"
+        )
+    if not c.dns_routing_enabled and not c.smart_hosts:
+        raise ValidationError(
+            "DNSRoutingEnabled false (--dns-routing-enabled false) requires SmartHosts (--smart-hosts)"
+        )
+    if any(not s.is_smtp for s in c.address_spaces) and c.dns_routing_enabled:
+        raise ValidationError(
+            "AddressSpaces: a non-SMTP address space requires SmartHosts and DNSRoutingEnabled false"
+        )
+    if c.require_tls and c.ignore_starttls:
+        raise ValidationError("IgnoreSTARTTLS must be false when RequireTLS is true")
+    if c.tls_auth_level and not c.require_tls:
+        raise ValidationError(
+            "The TlsAuthLevel parameter (--tls-auth-level) can only be set when RequireTLS is true "
+            "(--require-tls true)"
+        )
+    if c.tls_auth_level and c.ignore_starttls:
+        raise ValidationError("The TlsAuthLevel parameter cannot be set when IgnoreSTARTTLS is true")
+    if c.tls_domain and c.tls_auth_level != "DomainValidation":
+        raise ValidationError(
+            "The TLSDomain parameter (--tls-domain) can only be set if the TLSAuthLevel parameter "
+            "is set to DomainValidation"
+        )
+    if c.tls_auth_level == "DomainValidation" and c.smart_hosts and not c.tls_domain:
+        raise ValidationError(
+            "TlsDomain (--tls-domain) is required when TlsAuthLevel is DomainValidation on a "
+            "smart-host connector"
+        )
+    if c.smart_host_auth_mechanism != "None" and c.dns_routing_enabled:
+        raise ValidationError(
+            "SmartHostAuthMechanism can only be set on a smart-host connector "
+            "(--dns-routing-enabled false --smart-hosts ...)"
+        )
+    if c.smart_host_auth_mechanism in ("BasicAuth", "BasicAuthRequireTLS") and not c.authentication_credential:
+        raise ValidationError(
+            f"SmartHostAuthMechanism {c.smart_host_auth_mechanism} requires AuthenticationCredential "
+            "(--authentication-credential USER --password-file FILE)"
+        )
+    if not c.source_transport_servers:
+        raise ValidationError("SourceTransportServers: at least one transport server is required")
+
+
+def to_exchange(c: SendConnector) -> dict[str, Any]:
+    """The connector as JSON, keyed by Exchange's property names."""
+    out: dict[str, Any] = {"Identity": c.name}
+    for prop in PROPERTIES:
+        out[prop.exchange] = prop.dump(getattr(c, prop.attr))
+    out["Guid"] = c.guid
+    return out
+
+
+def from_exchange(data: Mapping[str, Any]) -> SendConnector:
+    """Read back what ``to_exchange`` wrote (or an Exchange export with the same keys)."""
+    values = {k: v for k, v in data.items() if k.lower() not in ("identity", "guid")}
+    if "Name" not in values and "Identity" in data:
+        values["Name"] = data["Identity"]
+    given = {_property(k).attr: _property(k).parse(v) for k, v in values.items() if k.replace("-", "").lower() in PROPERTY_BY_EXCHANGE}
+    if data.get("Guid"):
+        given["guid"] = str(data["Guid"])
+    connector = SendConnector(**given)
+    validate(connector)
+    return connector

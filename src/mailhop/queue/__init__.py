@@ -1,0 +1,1 @@
+"""Submission, scheduling, retry and expiry, NDR/DSN generation."""

@@ -1,0 +1,1 @@
+"""Receive connectors: relay policy, limits, header stamping, the durable hand-off."""

@@ -1,0 +1,94 @@
+"""A receive connector's policy: who may relay, what is stamped, when 250 is said.
+
+Relay: a client inside the connector's ``remote_ip_ranges``, or one that has
+authenticated, may send to any recipient; anyone else gets Exchange's
+``550 5.7.54`` at RCPT and nothing is queued.  At the end of DATA the message is
+stamped (Received:, Message-ID:/Date: if missing), checked for a mail loop
+(more Received: headers than ``max_hop_count`` fails every recipient with a
+``5.4.6`` NDR), and committed; ``250`` is said only after that commit.  A store
+failure answers ``451 4.3.0`` and the client keeps the message.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+
+from mailhop.config import ReceiveConnectorSettings
+from mailhop.errors import StoreError
+from mailhop.headers import block
+from mailhop.queue.submission import Submission
+from mailhop.receive import stamp
+from mailhop.smtp.replies import HOP_COUNT_EXCEEDED, QUEUE_WRITE_FAILED, RELAY_DENIED, Reply
+from mailhop.smtp.server import Session
+
+log = logging.getLogger(__name__)
+
+SENDER_OK = Reply(250, "2.1.0", "Sender OK")
+RECIPIENT_OK = Reply(250, "2.1.5", "Recipient OK")
+
+
+class ReceiveHandler:
+    def __init__(self, connector: ReceiveConnectorSettings, submission: Submission) -> None:
+        self.connector = connector
+        self.submission = submission
+        self.rt = submission.rt
+        self.fqdn = connector.fqdn or self.rt.settings.server.fqdn
+        self._ranges = [(int(lo), int(hi), lo.version) for lo, hi in connector.ranges()]
+
+    def may_relay(self, session: Session) -> bool:
+        if session.auth_user is not None:
+            return True
+        try:
+            ip = ipaddress.ip_address(session.peer_ip)
+        except ValueError:
+            return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        value = int(ip)
+        return any(lo <= value <= hi for lo, hi, version in self._ranges if version == ip.version)
+
+    async def on_connect(self, session: Session) -> Reply | None:
+        return None
+
+    async def on_mail(self, session: Session, address: str) -> Reply:
+        return SENDER_OK
+
+    async def on_rcpt(self, session: Session, address: str) -> Reply:
+        if not self.may_relay(session):
+            log.info("relay denied: %s from %s", address, session.peer_ip)
+            return RELAY_DENIED
+        return RECIPIENT_OK
+
+    async def on_auth(self, session: Session, user: str, password: str) -> Reply:
+        return Reply(535, "5.7.8", "Authentication credentials invalid")
+
+    async def on_data(self, session: Session, data: bytes) -> Reply:
+        rt = self.rt
+        now = rt.clock()
+        headers, _ = block.split(data)
+        pairs = block.fields(headers)
+        hops = block.count(pairs, "Received")
+        additions, message_id = stamp.missing_headers(pairs, self.fqdn, now)
+        subject = block.first(pairs, "Subject")
+        info = self.submission.new_info(
+            sender=session.mail_from or "",
+            message_id=message_id,
+            subject=block.decoded(subject) if subject is not None else None,
+            client_ip=session.peer_ip,
+            client_hostname=session.helo,
+            receive_connector=self.connector.name,
+            auth_user=session.auth_user,
+            smtputf8=session.smtputf8,
+            eight_bit=session.eight_bit,
+        )
+        received = stamp.received(session, self.fqdn, info.id, session.rcpt_to, now)
+        body = stamp.stamp(data, received, additions)
+        info.size = len(body)
+        loop = HOP_COUNT_EXCEEDED if hops + 1 > rt.settings.server.max_hop_count else None
+        try:
+            await self.submission.submit(info, body, list(session.rcpt_to), fail_all=loop)
+        except StoreError as exc:
+            log.error("message from %s not queued: %s", session.peer_ip, exc)
+            return QUEUE_WRITE_FAILED
+        return Reply(250, "2.0.0", f"Ok: queued as {info.id}")

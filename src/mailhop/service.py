@@ -1,0 +1,97 @@
+"""The composition root: builds every part from the settings, starts and stops them.
+
+Start order: store, tracking log, scheduler (recovers leases left by an earlier
+run), then the receive connectors' listeners.  Stop order (SIGTERM, SIGINT) is
+the reverse: stop accepting and close idle SMTP sessions, let sessions in DATA
+and deliveries in flight finish within ``shutdown_timeout``, release every lease
+still held so the next run (or another server) takes the mail, close the store.
+Nothing accepted is lost at any point: the store holds it from the 250 on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import uuid
+from dataclasses import dataclass, field
+
+from mailhop.config import Settings, split_hostport
+from mailhop.delivery.dns import SystemResolver
+from mailhop.queue.retry import RetryPolicy
+from mailhop.queue.runtime import Runtime
+from mailhop.queue.scheduler import Scheduler
+from mailhop.queue.submission import Submission
+from mailhop.receive.handler import ReceiveHandler
+from mailhop.routing.router import Router
+from mailhop.smtp.server import ServerOptions, SMTPServer
+from mailhop.store import Store, open_store
+from mailhop.tracking.log import TrackingLog, tracking_dir
+
+log = logging.getLogger("mailhop")
+
+
+@dataclass
+class Service:
+    settings: Settings
+    store: Store | None = None
+    runtime: Runtime | None = None
+    scheduler: Scheduler | None = None
+    listeners: list[tuple[str, SMTPServer]] = field(default_factory=list)
+    _stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def start(self) -> None:
+        s = self.settings
+        self.store = await open_store(s)
+        tracking = TrackingLog(tracking_dir(s.data_dir), s.tracking, s.server.fqdn, s.server.name)
+        owner = f"{s.server.name}/{uuid.uuid4().hex[:12]}"
+        rt = Runtime(s, self.store, tracking, owner, Router([], s.server.name), RetryPolicy(s.queue))
+        self.runtime = rt
+        submission = Submission(rt)
+        self.scheduler = Scheduler(rt, submission, SystemResolver())
+        submission.scheduler = self.scheduler
+        await self.scheduler.start()
+        try:
+            for rc in s.receive_connectors:
+                handler = ReceiveHandler(rc, submission)
+                server = SMTPServer(handler, ServerOptions(
+                    hostname=rc.fqdn or s.server.fqdn,
+                    max_message_size=rc.max_message_size,
+                    max_recipients=rc.max_recipients_per_message,
+                    idle_timeout=rc.connection_timeout,
+                    max_connections=rc.max_inbound_connections,
+                ))
+                host, port = split_hostport(rc.bind)
+                await server.start(host, port)
+                self.listeners.append((rc.name, server))
+                log.info("%s: receive connector '%s' listening on %s", s.server.name, rc.name, rc.bind)
+        except OSError:
+            await self.stop()
+            raise
+
+    async def stop(self) -> None:
+        grace = self.settings.server.shutdown_timeout
+        await asyncio.gather(*(server.stop(grace) for _, server in self.listeners))
+        if self.scheduler is not None:
+            await self.scheduler.stop(grace)
+        if self.runtime is not None:
+            self.runtime.tracking.flush()
+        if self.store is not None:
+            await self.store.close()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        """Run until SIGTERM or SIGINT, then drain and stop."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, self.request_stop)
+        await self.start()
+        log.info("%s (%s) started", self.settings.server.name, self.settings.server.fqdn)
+        await self._stop.wait()
+        log.info("%s stopping: draining sessions and deliveries", self.settings.server.name)
+        await self.stop()
+        log.info("%s stopped", self.settings.server.name)

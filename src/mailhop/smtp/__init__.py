@@ -1,0 +1,1 @@
+"""The SMTP wire protocol only: replies, the server state machine, the client session."""

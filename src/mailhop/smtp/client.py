@@ -1,0 +1,238 @@
+"""The SMTP client session towards one next-hop endpoint, over aiosmtplib.
+
+``ClientConnection.open`` connects, reads the greeting, says EHLO (HELO when
+forced or when EHLO is refused) and negotiates STARTTLS as the ``TlsPlan``
+demands.  ``send`` runs one transaction and returns a ``Reply`` per recipient.
+Every aiosmtplib, ssl and socket exception is translated here into a
+``ConnectionFailure`` (the endpoint could not be used: try the next one) or a
+per-recipient ``Reply``; nothing above this module sees a library exception.
+Classification (rule 2): 2xx delivered, 4xx, timeouts and unknown errors
+temporary, 5xx permanent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from dataclasses import dataclass, field
+
+import aiosmtplib
+from aiosmtplib import SMTPResponse
+
+from mailhop.smtp.replies import Reply
+
+
+class ConnectionFailure(Exception):
+    """The endpoint could not carry a transaction; ``reply`` says why (always 4xx)."""
+
+    def __init__(self, reply: Reply, stage: str) -> None:
+        super().__init__(str(reply))
+        self.reply = reply
+        self.stage = stage
+
+
+@dataclass(frozen=True, slots=True)
+class TlsPlan:
+    """What to do about TLS on this connection (decided by delivery, not here)."""
+
+    starttls: bool = True          # use STARTTLS when offered
+    required: bool = False         # fail rather than send in clear text
+    context: ssl.SSLContext | None = None
+    server_hostname: str | None = None
+    implicit: bool = False         # TLS from the first byte (port 465)
+
+
+@dataclass(slots=True)
+class Transaction:
+    """The outcome of one MAIL/RCPT/DATA transaction."""
+
+    recipients: dict[str, Reply]
+    # Whole-transaction failure (MAIL or DATA refused, connection lost): retry elsewhere if temporary.
+    failure: Reply | None = None
+    data_reply: Reply | None = None
+
+
+def _no_verify_context() -> ssl.SSLContext:
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+@dataclass(slots=True)
+class ClientConnection:
+    host: str          # name we connected to (for logs and the Received chain)
+    ip: str
+    port: int
+    smtp: aiosmtplib.SMTP
+    messages_sent: int = 0
+    tls_version: str | None = None
+    tls_cipher: str | None = None
+    extensions: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.ip}:{self.port}"
+
+    @classmethod
+    async def open(
+        cls, host: str, ip: str, port: int, helo: str, *, tls: TlsPlan, connect_timeout: float,
+        command_timeout: float, force_helo: bool = False,
+    ) -> ClientConnection:
+        smtp = aiosmtplib.SMTP(
+            hostname=ip, port=port, local_hostname=helo, timeout=command_timeout,
+            use_tls=tls.implicit, start_tls=False, validate_certs=False,
+            tls_context=tls.context if tls.implicit else None,
+        )
+        conn = cls(host=host, ip=ip, port=port, smtp=smtp)
+        try:
+            await smtp.connect(timeout=connect_timeout)
+            await conn._hello(force_helo)
+            if tls.implicit:
+                conn._note_tls()
+            elif tls.starttls and smtp.supports_extension("starttls"):
+                context = tls.context or _no_verify_context()
+                await smtp.starttls(tls_context=context, server_hostname=tls.server_hostname or host)
+                conn._note_tls()
+                await conn._hello(force_helo)
+            elif tls.required:
+                raise ConnectionFailure(
+                    Reply(451, "4.4.5", f"TLS required but {host} ({ip}) does not offer STARTTLS"), "starttls"
+                )
+        except ConnectionFailure:
+            smtp.close()
+            raise
+        except BaseException as exc:
+            smtp.close()
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            raise ConnectionFailure(connection_error_reply(exc, host, ip, port), "connect") from None
+        conn.extensions = dict(smtp.esmtp_extensions)
+        return conn
+
+    async def _hello(self, force_helo: bool) -> None:
+        if not force_helo:
+            response = await self.smtp.execute_command(b"EHLO", (self.smtp.local_hostname or "localhost").encode("ascii"))
+            if response.code == 250:
+                self.smtp.last_ehlo_response = response
+                return
+        response = await self.smtp.helo()
+        if response.code != 250:
+            raise ConnectionFailure(_temporary(response, "HELO"), "helo")
+
+    def _note_tls(self) -> None:
+        obj = self.smtp.get_transport_info("ssl_object")
+        if obj is not None:
+            self.tls_version = obj.version()
+            cipher = obj.cipher()
+            self.tls_cipher = cipher[0] if cipher else None
+
+    def supports(self, extension: str) -> bool:
+        return self.smtp.supports_extension(extension)
+
+    @property
+    def usable(self) -> bool:
+        return self.smtp.is_connected
+
+    async def send(
+        self, sender: str, recipients: list[str], body: bytes, *, eight_bit: bool = False, smtputf8: bool = False
+    ) -> Transaction:
+        """One transaction; never raises for what the peer says or does."""
+        options: list[bytes] = []
+        if self.supports("size"):
+            limit = self.smtp.esmtp_extensions.get("size", "").strip()
+            if limit.isdigit() and int(limit) > 0 and len(body) > int(limit):
+                fail = Reply(550, "5.3.4", "SMTPSEND.OverAdvertisedSize; message size exceeds fixed maximum size")
+                return Transaction({r: fail for r in recipients}, failure=fail)
+            options.append(f"SIZE={len(body)}".encode())
+        if eight_bit and self.supports("8bitmime"):
+            options.append(b"BODY=8BITMIME")
+        encoding = "ascii"
+        if smtputf8 or not sender.isascii() or not all(r.isascii() for r in recipients):
+            if not self.supports("smtputf8"):
+                fail = Reply(550, "5.6.7", "SMTPSEND.Utf8; the remote server does not support SMTPUTF8")
+                return Transaction({r: fail for r in recipients}, failure=fail)
+            options.append(b"SMTPUTF8")
+            encoding = "utf-8"
+        try:
+            mail = await self.smtp.execute_command(b"MAIL", b"FROM:<" + sender.encode(encoding) + b">", *options)
+            if mail.code != 250:
+                reply = Reply.parse(mail.code, mail.message)
+                await self._rset()
+                return Transaction({r: reply for r in recipients}, failure=reply)
+            results: dict[str, Reply] = {}
+            accepted: list[str] = []
+            for rcpt in recipients:
+                response = await self.smtp.execute_command(b"RCPT", b"TO:<" + rcpt.encode(encoding) + b">")
+                results[rcpt] = Reply.parse(response.code, response.message)
+                if response.code in (250, 251):
+                    accepted.append(rcpt)
+            if not accepted:
+                await self._rset()
+                return Transaction(results)
+            try:
+                response = await self.smtp.data(body)
+                data_reply = Reply.parse(response.code, response.message)
+            except aiosmtplib.SMTPResponseException as exc:
+                data_reply = Reply.parse(exc.code, exc.message)
+                if self.smtp.is_connected:
+                    await self._rset()
+            for rcpt in accepted:
+                results[rcpt] = data_reply
+            self.messages_sent += 1
+            return Transaction(results, failure=None if data_reply.ok else data_reply, data_reply=data_reply)
+        except (aiosmtplib.SMTPException, OSError, TimeoutError, ssl.SSLError) as exc:
+            self.smtp.close()
+            reply = transaction_error_reply(exc)
+            return Transaction({r: reply for r in recipients}, failure=reply)
+
+    async def _rset(self) -> None:
+        try:
+            await self.smtp.execute_command(b"RSET")
+        except (aiosmtplib.SMTPException, OSError, TimeoutError):
+            self.smtp.close()
+
+    async def close(self) -> None:
+        if self.smtp.is_connected:
+            try:
+                await asyncio.wait_for(self.smtp.quit(), 5)
+            except (aiosmtplib.SMTPException, OSError, TimeoutError):
+                pass
+        self.smtp.close()
+
+
+def _temporary(response: SMTPResponse, stage: str) -> Reply:
+    reply = Reply.parse(response.code, response.message)
+    if reply.ok:
+        return Reply(451, "4.4.0", f"unexpected reply to {stage}: {reply}")
+    # A refusal before the transaction says nothing about this message: retry elsewhere.
+    return reply if reply.temporary else Reply(451, "4.4.0", f"{stage} refused: {reply}")
+
+
+def connection_error_reply(exc: BaseException, host: str, ip: str, port: int) -> Reply:
+    where = f"{host} ({ip}:{port})" if host != ip else f"{ip}:{port}"
+    if isinstance(exc, aiosmtplib.SMTPConnectResponseError):
+        peer = Reply.parse(exc.code, exc.message)
+        return Reply(451, "4.4.0", f"{where} refused the connection: {peer}")
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        peer = Reply.parse(exc.code, exc.message)
+        return Reply(451, "4.4.0", f"{where} answered: {peer}")
+    if isinstance(exc, TimeoutError):
+        return Reply(441, "4.4.1", f"Connection timed out connecting to {where}")
+    if isinstance(exc, ssl.SSLError):
+        return Reply(451, "4.4.0", f"TLS negotiation with {where} failed: {exc.reason or exc}")
+    if isinstance(exc, ConnectionRefusedError) or "refused" in str(exc).lower():
+        return Reply(441, "4.4.1", f"Failed to connect to {where}: connection refused")
+    if isinstance(exc, aiosmtplib.SMTPServerDisconnected):
+        return Reply(451, "4.4.0", f"{where} closed the connection: {exc}")
+    return Reply(441, "4.4.1", f"Failed to connect to {where}: {exc}")
+
+
+def transaction_error_reply(exc: BaseException) -> Reply:
+    if isinstance(exc, TimeoutError):
+        return Reply(421, "4.4.2", "Connection dropped due to TimedOut")
+    if isinstance(exc, aiosmtplib.SMTPServerDisconnected | ConnectionError):
+        return Reply(451, "4.4.0", "SMTPSEND.SuspiciousRemoteServerError; remote server disconnected abruptly")
+    if isinstance(exc, ssl.SSLError):
+        return Reply(451, "4.4.0", f"TLS error during the transaction: {exc.reason or exc}")
+    return Reply(451, "4.4.0", f"SMTPSEND.SendingError; Error while sending message: {exc}")

@@ -1,0 +1,1 @@
+"""Message tracking (Exchange's Get-MessageTrackingLog) and SMTP protocol logs."""
