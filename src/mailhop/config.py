@@ -284,11 +284,15 @@ def load(
     data = _merge(data, _env_overrides(os.environ if environ is None else environ))
     if overrides:
         data = _merge(data, overrides)
+    return from_mapping(data, str(file) if file.exists() else "configuration")
+
+
+def from_mapping(data: Mapping[str, Any], source: str = "configuration") -> Settings:
+    """Validate settings given as a mapping (the parsed file); ConfigError names the bad key."""
     try:
         return Settings.model_validate(data)
     except PydanticValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"]) or "config"
         message = err["msg"].removeprefix("Value error, ")
-        source = file if file.exists() else "configuration"
         raise ConfigError(f"{source}: {where}: {message}") from None

@@ -40,6 +40,7 @@ class Service:
     scheduler: Scheduler | None = None
     listeners: list[tuple[str, SMTPServer]] = field(default_factory=list)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
+    _stopped: bool = False
 
     async def start(self) -> None:
         s = self.settings
@@ -71,6 +72,9 @@ class Service:
             raise
 
     async def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
         grace = self.settings.server.shutdown_timeout
         await asyncio.gather(*(server.stop(grace) for _, server in self.listeners))
         if self.scheduler is not None:

@@ -58,11 +58,14 @@ def parse_duration(value: str | int | float) -> float:
 
 def format_timespan(seconds: float) -> str:
     """Format seconds the way Exchange prints a TimeSpan: ``1.02:03:04``."""
-    whole = round(seconds)
+    whole = int(seconds)
+    fraction = round(seconds - whole, 7)
     days, rest = divmod(whole, 86400)
     hours, rest = divmod(rest, 3600)
     minutes, secs = divmod(rest, 60)
     core = f"{hours:02d}:{minutes:02d}:{secs:02d}"
+    if fraction:  # Exchange prints fractions with seven digits: 00:00:01.5000000
+        core += f"{fraction:.7f}"[1:]
     return f"{days}.{core}" if days else core
 
 
@@ -97,7 +100,6 @@ def format_size(size: int | None) -> str:
     for unit in ("TB", "GB", "MB", "KB"):
         factor = _SIZE_FACTORS[unit]
         if size >= factor:
-            number = size / factor
-            shown = f"{number:.0f}" if number == int(number) else f"{number:.3g}"
+            shown = f"{size / factor:.2f}".rstrip("0").rstrip(".")
             return f"{shown} {unit} ({size:,} bytes)"
     return f"{size} B ({size:,} bytes)"

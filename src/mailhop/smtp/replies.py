@@ -69,10 +69,10 @@ class Reply:
     @classmethod
     def from_string(cls, text: str) -> Reply:
         """Parse ``451 4.4.0 text`` as stored in a queue's LastError."""
-        m = re.match(r"^(\d{3})[ -]?(.*)$", text.strip(), re.S)
+        m = re.match(r"^(\d{3})(?:[ -](.*))?$", text.strip(), re.S)
         if not m:
             return cls(451, "4.0.0", text)
-        return cls.parse(int(m.group(1)), m.group(2))
+        return cls.parse(int(m.group(1)), m.group(2) or "")
 
 
 def reply(code: int, enhanced: str, text: str) -> Reply:

@@ -207,7 +207,9 @@ def parse_path(arg: str, smtputf8_allowed: bool) -> tuple[str, str] | None:
         return None
     address, params = m.group(1).strip(), m.group(2)
     if address.startswith("@"):  # an obsolete source route: <@a,@b:user@c>
-        address = address.partition(":")[2]
+        _, colon, address = address.partition(":")
+        if not colon or not address:
+            return None  # never let a malformed path turn into the null sender
     if address and not valid_address(address, smtputf8_allowed):
         return None
     return address, params
@@ -221,7 +223,7 @@ def valid_address(address: str, smtputf8_allowed: bool = True) -> bool:
         return False
     if local.startswith('"') and local.endswith('"') and len(local) >= 2:
         pass
-    elif re.search(r"[\s<>(),;:\\\"\[\]]", local) or local.startswith(".") or local.endswith(".") or ".." in local:
+    elif re.search(r"[\s<>(),;:@\\\"\[\]]", local) or local.startswith(".") or local.endswith(".") or ".." in local:
         return False
     if domain.startswith("[") and domain.endswith("]"):
         literal = domain[1:-1].removeprefix("IPv6:")
@@ -479,8 +481,12 @@ class _Connection:
         if arg:
             self.reply(Reply(501, "5.5.4", "Syntax: STARTTLS"))
             return True
-        # Discard anything pipelined after STARTTLS (CVE-2011-0411 style injection).
+        # Discard anything pipelined after STARTTLS (CVE-2011-0411 style injection), in our
+        # buffer and in the StreamReader's (no public API empties it).
         self.input.buf.clear()
+        pending = getattr(self.reader, "_buffer", None)
+        if isinstance(pending, bytearray):
+            pending.clear()
         self.reply(Reply(220, "2.0.0", "SMTP server ready"))
         await self.flush(force=True)
         try:

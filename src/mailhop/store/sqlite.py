@@ -103,6 +103,8 @@ class _DbThread:
             raise StoreError(f"cannot open the store {self._path}: {self._error}")
 
     async def call(self, op: Callable[[sqlite3.Connection], T]) -> T:
+        if not self._thread.is_alive():
+            raise StoreError(f"the store {self._path} is closed")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._queue.put((op, future, loop))
