@@ -187,6 +187,33 @@ class DeliverySettings(_Section):
     # An idle outbound connection is kept this long for the next message to the
     # same next hop (never longer than the connector's ConnectionInactivityTimeOut).
     connection_cache_time: Duration = 5.0
+    # MX hosts tried for one domain, in preference order (RFC 5321 asks senders to bound it).
+    max_mx_hosts: int = Field(default=5, ge=1, le=50)
+
+
+class DnsSettings(_Section):
+    # DNS servers as "ip" or "ip:port"; empty: the system's resolver (/etc/resolv.conf).
+    nameservers: list[str] = Field(default_factory=list)
+    # Exchange's fixed timeouts: 5 seconds a server, 1 minute for the whole query.
+    timeout: Duration = 5.0
+    lifetime: Duration = 60.0
+
+    @field_validator("nameservers")
+    @classmethod
+    def _servers(cls, v: list[str]) -> list[str]:
+        for item in v:
+            host = item.strip()
+            if host.startswith("["):
+                host = host[1:].partition("]")[0]
+            elif host.count(":") == 1:
+                host, port = host.split(":")
+                if not port.isdigit() or not 0 < int(port) < 65536:
+                    raise ValueError(f"'{item}' has an invalid port")
+            try:
+                ipaddress.ip_address(host)
+            except ValueError:
+                raise ValueError(f"'{item}' is not an IP address or IP:port") from None
+        return v
 
 
 class TrackingSettings(_Section):
@@ -195,6 +222,13 @@ class TrackingSettings(_Section):
     max_age: Duration = 30 * 86400.0
     max_directory_size: Size = 1000 * 1024 * 1024
     subject_logging: bool = True
+
+
+class ProtocolLogSettings(_Section):
+    # Shared by every connector whose ProtocolLoggingLevel is Verbose (Exchange's defaults).
+    max_file_size: Size = 10 * 1024 * 1024
+    max_age: Duration = 30 * 86400.0
+    max_directory_size: Size = 250 * 1024 * 1024
 
 
 class ClusterSettings(_Section):
@@ -208,7 +242,9 @@ class Settings(_Section):
     receive_connectors: list[ReceiveConnectorSettings] = Field(default_factory=list)
     queue: QueueSettings = Field(default_factory=QueueSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    dns: DnsSettings = Field(default_factory=DnsSettings)
     tracking: TrackingSettings = Field(default_factory=TrackingSettings)
+    protocol_log: ProtocolLogSettings = Field(default_factory=ProtocolLogSettings)
     cluster: ClusterSettings = Field(default_factory=ClusterSettings)
 
     @model_validator(mode="after")
@@ -239,8 +275,8 @@ class Settings(_Section):
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     sections = {
-        "server": ServerSettings, "queue": QueueSettings, "delivery": DeliverySettings,
-        "tracking": TrackingSettings, "cluster": ClusterSettings,
+        "server": ServerSettings, "queue": QueueSettings, "delivery": DeliverySettings, "dns": DnsSettings,
+        "tracking": TrackingSettings, "cluster": ClusterSettings, "protocol_log": ProtocolLogSettings,
     }
     for section, model in sections.items():
         for key, info in model.model_fields.items():  # type: ignore[attr-defined]

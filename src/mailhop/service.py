@@ -15,21 +15,30 @@ import contextlib
 import logging
 import signal
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from mailhop.config import Settings, split_hostport
-from mailhop.delivery.dns import SystemResolver
+from mailhop.delivery.dns import DnsResolver
 from mailhop.queue.retry import RetryPolicy
 from mailhop.queue.runtime import Runtime
 from mailhop.queue.scheduler import Scheduler
 from mailhop.queue.submission import Submission
 from mailhop.receive.handler import ReceiveHandler
 from mailhop.routing.router import Router
-from mailhop.smtp.server import ServerOptions, SMTPServer
+from mailhop.smtp.server import ServerOptions, Session, SMTPServer
 from mailhop.store import Store, open_store
 from mailhop.tracking.log import TrackingLog, tracking_dir
+from mailhop.tracking.protocol import ProtocolLog
 
 log = logging.getLogger("mailhop")
+
+
+def receive_trace(plog: ProtocolLog, connector: str) -> Callable[[Session, str, str], None]:
+    def write(session: Session, event: str, data: str) -> None:
+        plog.write(connector, session.session_id, 0, f"{session.local_ip}:{session.local_port}",
+                   f"{session.peer_ip}:{session.peer_port}", event, data)
+    return write
 
 
 @dataclass
@@ -39,6 +48,7 @@ class Service:
     runtime: Runtime | None = None
     scheduler: Scheduler | None = None
     listeners: list[tuple[str, SMTPServer]] = field(default_factory=list)
+    logs: list[ProtocolLog] = field(default_factory=list)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _stopped: bool = False
 
@@ -50,10 +60,15 @@ class Service:
         rt = Runtime(s, self.store, tracking, owner, Router([], s.server.name), RetryPolicy(s.queue))
         self.runtime = rt
         submission = Submission(rt)
-        self.scheduler = Scheduler(rt, submission, SystemResolver())
+        resolver = DnsResolver(s.dns.nameservers, s.dns.timeout, s.dns.lifetime)
+        send_log = ProtocolLog(s.data_dir, True, s.protocol_log)
+        self.logs = [send_log]
+        self.scheduler = Scheduler(rt, submission, resolver, protocol_log=send_log)
         submission.scheduler = self.scheduler
         await self.scheduler.start()
         try:
+            receive_log = ProtocolLog(s.data_dir, False, s.protocol_log)
+            self.logs.append(receive_log)
             for rc in s.receive_connectors:
                 handler = ReceiveHandler(rc, submission)
                 server = SMTPServer(handler, ServerOptions(
@@ -62,7 +77,7 @@ class Service:
                     max_recipients=rc.max_recipients_per_message,
                     idle_timeout=rc.connection_timeout,
                     max_connections=rc.max_inbound_connections,
-                ))
+                ), protocol_log=receive_trace(receive_log, rc.name) if rc.protocol_logging_level == "Verbose" else None)
                 host, port = split_hostport(rc.bind)
                 await server.start(host, port)
                 self.listeners.append((rc.name, server))
@@ -81,6 +96,8 @@ class Service:
             await self.scheduler.stop(grace)
         if self.runtime is not None:
             self.runtime.tracking.flush()
+        for plog in self.logs:
+            plog.flush()
         if self.store is not None:
             await self.store.close()
 

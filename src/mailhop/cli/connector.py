@@ -44,7 +44,7 @@ def property_options(creating: bool) -> Callable[[Callable[..., Any]], Callable[
                 continue
             if not prop.settable and not creating:
                 continue
-            help_text = f"{prop.exchange}."
+            help_text = f"{prop.exchange}: {prop.doc}"
             if prop.exchange == "Name":
                 help_text = "Rename the connector."
             param = "new_name" if prop.exchange == "Name" else prop.attr

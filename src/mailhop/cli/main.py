@@ -19,7 +19,11 @@ import click
 from mailhop import __version__
 from mailhop.config import Settings, load
 from mailhop.errors import MailhopError
+from mailhop.queue.retry import RetryPolicy
+from mailhop.queue.runtime import Runtime
+from mailhop.routing.router import Router
 from mailhop.store import Store, open_store
+from mailhop.tracking.log import TrackingLog, tracking_dir
 
 T = TypeVar("T")
 
@@ -45,6 +49,20 @@ class Context:
                 await store.close()
 
         return asyncio.run(run())
+
+    def with_runtime(self, fn: Callable[[Runtime], Awaitable[T]]) -> T:
+        """The queue's runtime as the server builds it, for commands that route or write DSNs."""
+        async def run(store: Store) -> T:
+            s = self.settings
+            tracking = TrackingLog(tracking_dir(s.data_dir), s.tracking, s.server.fqdn, s.server.name)
+            router = Router(await store.list_connectors(), s.server.name)
+            rt = Runtime(s, store, tracking, f"{s.server.name}/cli", router, RetryPolicy(s.queue))
+            try:
+                return await fn(rt)
+            finally:
+                tracking.flush()
+
+        return self.with_store(run)
 
 
 pass_ctx = click.make_pass_decorator(Context)
@@ -86,10 +104,12 @@ def serve(ctx: Context, name: str | None, fqdn: str | None, data_dir: str | None
 
 
 def _register() -> None:
-    from mailhop.cli import connector, route
+    from mailhop.cli import connector, queue, route, track
 
     cli.add_command(connector.connector)
     cli.add_command(route.route)
+    cli.add_command(queue.queue)
+    cli.add_command(track.track)
 
 
 _register()

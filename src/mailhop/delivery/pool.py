@@ -27,11 +27,13 @@ from dataclasses import dataclass
 from mailhop.config import DeliverySettings
 from mailhop.delivery.dns import DnsError, Resolver
 from mailhop.delivery.endpoints import Endpoint, smart_host_endpoints
+from mailhop.delivery.mx import DeliveryDnsError, dns_failed_reply, mx_endpoints, nxdomain_reply
 from mailhop.model.connector import SendConnector
 from mailhop.model.message import Claim
 from mailhop.model.route import DNS
 from mailhop.smtp.client import ClientConnection, ConnectionFailure, TlsPlan
 from mailhop.smtp.replies import Reply
+from mailhop.tracking.protocol import ProtocolLog, SessionTrace
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +56,6 @@ class JobResult:
     attempted: bool = True
 
 
-Endpoints = Callable[[SendConnector, str], Awaitable[list[Endpoint]]]
 BodyLoader = Callable[[Claim], Awaitable[bytes]]
 ResultSink = Callable[[JobResult], None]
 TlsPlanner = Callable[[SendConnector, Endpoint, str], TlsPlan]
@@ -181,8 +182,10 @@ class NextHop:
         try:
             endpoints = await self.pool.endpoints(job.connector, job.next_hop)
         except DnsError as exc:
-            reply = Reply(554, "5.4.4", f"SMTPSEND.DNS.NonExistentDomain; {exc}") if exc.permanent \
-                else Reply(451, "4.4.0", f"DNS query failed. The error was: {exc}")
+            if isinstance(exc, DeliveryDnsError):
+                reply = exc.reply
+            else:
+                reply = nxdomain_reply(job.next_hop) if exc.permanent else dns_failed_reply(exc)
             return JobResult(job, {r.id: reply for r in rcpts}, hop_failure=reply.temporary,
                              attempted=True), None
         for ep in endpoints:
@@ -196,6 +199,7 @@ class NextHop:
                     connect_timeout=self.pool.settings.connect_timeout,
                     command_timeout=self.pool.settings.command_timeout,
                     force_helo=job.connector.force_helo,
+                    trace=self.pool.trace(job.connector, ep),
                 )
             except ConnectionFailure as exc:
                 errors.append((ep, exc.reply))
@@ -217,7 +221,7 @@ class DeliveryPool:
     def __init__(
         self, settings: DeliverySettings, resolver: Resolver, helo_name: str, load_body: BodyLoader,
         on_result: ResultSink, tls_plan: TlsPlanner = default_tls_plan,
-        mx_endpoints: Endpoints | None = None,
+        protocol_log: ProtocolLog | None = None,
     ) -> None:
         self.settings = settings
         self.resolver = resolver
@@ -225,7 +229,7 @@ class DeliveryPool:
         self.load_body = load_body
         self.on_result = on_result
         self.tls_plan = tls_plan
-        self._mx_endpoints = mx_endpoints
+        self.protocol_log = protocol_log
         self.hops: dict[tuple[str, str], NextHop] = {}
         self.tasks: set[asyncio.Task[None]] = set()
         self.connections = 0
@@ -233,10 +237,13 @@ class DeliveryPool:
 
     async def endpoints(self, connector: SendConnector, next_hop: str) -> list[Endpoint]:
         if connector.dns_routing_enabled:
-            if self._mx_endpoints is None:
-                raise DnsError("MX delivery is not available")
-            return await self._mx_endpoints(connector, next_hop)
+            return await mx_endpoints(next_hop, connector.port, self.resolver, self.settings.max_mx_hosts)
         return await smart_host_endpoints(connector, self.resolver)
+
+    def trace(self, connector: SendConnector, endpoint: Endpoint) -> SessionTrace | None:
+        if self.protocol_log is None or connector.protocol_logging_level != "Verbose":
+            return None
+        return SessionTrace(self.protocol_log, connector.name, str(endpoint))
 
     def push(self, job: Job) -> None:
         key = (job.connector.guid, job.next_hop.lower() if job.connector.delivery_type == DNS else "")

@@ -278,6 +278,7 @@ class Property:
     dump: Callable[[Any], Any] = lambda v: v
     settable: bool = True   # False: only at creation (Usage)
     cli: str | None = None  # the CLI option where it is not derived from the name
+    doc: str = ""
 
     @property
     def option(self) -> str:
@@ -288,30 +289,30 @@ class Property:
 
 
 PROPERTIES: tuple[Property, ...] = (
-    Property("Name", "name", _name),
-    Property("AddressSpaces", "address_spaces", _address_spaces, lambda v: [f"SMTP:{s.address};{s.cost}" if s.is_smtp else f"{s.type}:{s.address};{s.cost}" for s in v]),
-    Property("Usage", "usage", _choice(USAGES, "Usage"), settable=False),
-    Property("DNSRoutingEnabled", "dns_routing_enabled", lambda v: parse_bool(v, "DNSRoutingEnabled")),
-    Property("SmartHosts", "smart_hosts", _smart_hosts, lambda v: [str(h) for h in v]),
-    Property("Port", "port", _int(0, 65535, "Port")),
-    Property("Fqdn", "fqdn", _optional_text("Fqdn", is_valid_domain)),
-    Property("MaxMessageSize", "max_message_size", _size, format_size),
-    Property("Enabled", "enabled", lambda v: parse_bool(v, "Enabled")),
-    Property("SmtpMaxMessagesPerConnection", "smtp_max_messages_per_connection", _int(1, 2147483647, "SmtpMaxMessagesPerConnection")),
-    Property("ConnectionInactivityTimeOut", "connection_inactivity_timeout", _timeout, format_timespan, cli="--connection-inactivity-timeout"),
-    Property("ProtocolLoggingLevel", "protocol_logging_level", _choice(LOGGING_LEVELS, "ProtocolLoggingLevel")),
-    Property("Comment", "comment", lambda v: "" if v is None else str(v)),
-    Property("SourceTransportServers", "source_transport_servers", _servers, list),
-    Property("SenderDomains", "sender_domains", _sender_domains, list),
-    Property("RequireTLS", "require_tls", lambda v: parse_bool(v, "RequireTLS")),
-    Property("TlsAuthLevel", "tls_auth_level", _choice(TLS_AUTH_LEVELS, "TlsAuthLevel", nullable=True)),
-    Property("TlsDomain", "tls_domain", _optional_text("TlsDomain", lambda d: is_valid_domain(d[2:] if d.startswith("*.") else d))),
-    Property("TlsCertificateName", "tls_certificate_name", _optional_text("TlsCertificateName")),
-    Property("IgnoreSTARTTLS", "ignore_starttls", lambda v: parse_bool(v, "IgnoreSTARTTLS")),
-    Property("SmartHostAuthMechanism", "smart_host_auth_mechanism", _choice(AUTH_MECHANISMS, "SmartHostAuthMechanism")),
-    Property("AuthenticationCredential", "authentication_credential", _optional_text("AuthenticationCredential")),
-    Property("CloudServicesMailEnabled", "cloud_services_mail_enabled", lambda v: parse_bool(v, "CloudServicesMailEnabled")),
-    Property("ForceHELO", "force_helo", lambda v: parse_bool(v, "ForceHELO")),
+    Property("Name", "name", _name, doc="The connector's name (the last routing tie-breaker)."),
+    Property("AddressSpaces", "address_spaces", _address_spaces, lambda v: [f"SMTP:{s.address};{s.cost}" if s.is_smtp else f"{s.type}:{s.address};{s.cost}" for s in v], doc="Recipient domains: '*', 'contoso.com', '*.contoso.com', optional 'smtp:' type and ';cost' (1-100)."),
+    Property("Usage", "usage", _choice(USAGES, "Usage"), settable=False, doc="internal|internet|partner|custom (creation only; sets defaults)."),
+    Property("DNSRoutingEnabled", "dns_routing_enabled", lambda v: parse_bool(v, "DNSRoutingEnabled"), doc="true: deliver to the recipient domain's MX; false: through --smart-hosts."),
+    Property("SmartHosts", "smart_hosts", _smart_hosts, lambda v: [str(h) for h in v], doc="Comma-separated host, host:port or [ip] (requires --dns-routing-enabled false)."),
+    Property("Port", "port", _int(0, 65535, "Port"), doc="Port of the next hop (default 25)."),
+    Property("Fqdn", "fqdn", _optional_text("Fqdn", is_valid_domain), doc="Name said in EHLO/HELO (default: [server] fqdn)."),
+    Property("MaxMessageSize", "max_message_size", _size, format_size, doc="e.g. 35MB or unlimited; larger messages skip this connector."),
+    Property("Enabled", "enabled", lambda v: parse_bool(v, "Enabled"), doc="true|false; disabled connectors are ignored by routing."),
+    Property("SmtpMaxMessagesPerConnection", "smtp_max_messages_per_connection", _int(1, 2147483647, "SmtpMaxMessagesPerConnection"), doc="Messages sent over one connection before it is closed (default 20)."),
+    Property("ConnectionInactivityTimeOut", "connection_inactivity_timeout", _timeout, format_timespan, cli="--connection-inactivity-timeout", doc="Longest idle time of an outbound connection (default 00:10:00)."),
+    Property("ProtocolLoggingLevel", "protocol_logging_level", _choice(LOGGING_LEVELS, "ProtocolLoggingLevel"), doc="None|Verbose: SMTP send protocol log for this connector."),
+    Property("Comment", "comment", lambda v: "" if v is None else str(v), doc="Free text."),
+    Property("SourceTransportServers", "source_transport_servers", _servers, list, doc="Servers that deliver through this connector (default: this server)."),
+    Property("SenderDomains", "sender_domains", _sender_domains, list, doc="Only senders in these domains (or addresses) use this connector (sender-based routing)."),
+    Property("RequireTLS", "require_tls", lambda v: parse_bool(v, "RequireTLS"), doc="true: never send in clear text."),
+    Property("TlsAuthLevel", "tls_auth_level", _choice(TLS_AUTH_LEVELS, "TlsAuthLevel", nullable=True), doc="EncryptionOnly|CertificateValidation|DomainValidation (requires --require-tls true)."),
+    Property("TlsDomain", "tls_domain", _optional_text("TlsDomain", lambda d: is_valid_domain(d[2:] if d.startswith("*.") else d)), doc="Name the next hop's certificate must match under DomainValidation."),
+    Property("TlsCertificateName", "tls_certificate_name", _optional_text("TlsCertificateName"), doc="Client certificate to present (name from [[certificates]], or <I>issuer<S>subject)."),
+    Property("IgnoreSTARTTLS", "ignore_starttls", lambda v: parse_bool(v, "IgnoreSTARTTLS"), doc="true: never use STARTTLS even when offered."),
+    Property("SmartHostAuthMechanism", "smart_host_auth_mechanism", _choice(AUTH_MECHANISMS, "SmartHostAuthMechanism"), doc="None|BasicAuth|BasicAuthRequireTLS|ExternalAuthoritative."),
+    Property("AuthenticationCredential", "authentication_credential", _optional_text("AuthenticationCredential"), doc="User name for smart-host AUTH (password from --password-file)."),
+    Property("CloudServicesMailEnabled", "cloud_services_mail_enabled", lambda v: parse_bool(v, "CloudServicesMailEnabled"), doc="true: keep the organization's internal headers on the way out."),
+    Property("ForceHELO", "force_helo", lambda v: parse_bool(v, "ForceHELO"), doc="true: say HELO instead of EHLO."),
 )
 PROPERTY_BY_EXCHANGE = {p.exchange.lower(): p for p in PROPERTIES}
 

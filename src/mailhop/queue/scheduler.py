@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
@@ -27,7 +28,6 @@ from typing import Any
 from mailhop.delivery.dns import Resolver
 from mailhop.delivery.pool import (
     DeliveryPool,
-    Endpoints,
     Job,
     JobResult,
     TlsPlanner,
@@ -54,11 +54,14 @@ from mailhop.model.route import (
     UNREACHABLE_QUEUE,
 )
 from mailhop.queue import dsn
+from mailhop.queue.journal import CrashJournal
 from mailhop.queue.runtime import Runtime
 from mailhop.queue.submission import Placement, Submission, place
 from mailhop.routing.router import Router
+from mailhop.smtp.replies import POISON as POISON_REPLY
 from mailhop.smtp.replies import QUEUE_EXPIRED, Reply
 from mailhop.store.base import QueueState, ServerInfo
+from mailhop.tracking.protocol import ProtocolLog
 
 log = logging.getLogger(__name__)
 
@@ -68,17 +71,22 @@ CLAIM_BATCH = 500
 class Scheduler:
     def __init__(
         self, rt: Runtime, submission: Submission, resolver: Resolver,
-        tls_plan: TlsPlanner = default_tls_plan, mx_endpoints: Endpoints | None = None,
+        tls_plan: TlsPlanner = default_tls_plan, protocol_log: ProtocolLog | None = None,
     ) -> None:
         self.rt = rt
         self.submission = submission
         s = rt.settings
         self.pool = DeliveryPool(
             s.delivery, resolver, s.server.fqdn, self._load_body, self._on_result,
-            tls_plan=tls_plan, mx_endpoints=mx_endpoints,
+            tls_plan=tls_plan, protocol_log=protocol_log,
         )
         self.in_flight = 0
         self.stopping = False
+        self.journal = CrashJournal(s.data_dir / f"inflight-{s.server.name}.journal")
+        # Messages that were in flight at a crash are delivered one at a time, so that a
+        # second crash points at the message that causes it (and only that one goes to Poison).
+        self._suspects: deque[Job] = deque()
+        self._suspect_running = False
         self.started_at = rt.clock()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -90,6 +98,7 @@ class Scheduler:
     async def start(self) -> None:
         rt = self.rt
         await self._load_config(force=True)
+        await self._poison_check()
         recovered = await rt.store.recover(rt.server_name, rt.owner, rt.clock())
         if recovered:
             log.info("recovered %d message(s) left in flight by an earlier run", len(recovered))
@@ -99,6 +108,22 @@ class Scheduler:
             asyncio.create_task(self._config_loop(), name="config"),
             asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
         ]
+
+    async def _poison_check(self) -> None:
+        rt = self.rt
+        crashed = self.journal.recover()
+        if not crashed:
+            return
+        log.warning("%d message(s) were being handled when the previous run crashed", len(crashed))
+        poisoned = await rt.store.mark_crashed(crashed, rt.settings.queue.poison_threshold)
+        for mid in poisoned:
+            try:
+                info, rows = await rt.store.get_message(mid)
+            except MailhopError:
+                continue
+            log.error("message %d crashed the server %d times: moved to the Poison queue", mid, info.crash_count)
+            rt.tracking.event("POISONMESSAGE", info, source="POISONMESSAGE",
+                              recipients=[r.address for r in rows], recipient_status=[str(POISON_REPLY)] * len(rows))
 
     async def stop(self, grace: float) -> None:
         """Stop claiming; let deliveries in flight finish for ``grace``; release the rest."""
@@ -113,6 +138,7 @@ class Scheduler:
         released = await rt.store.release(rt.owner, rt.clock())
         if released:
             log.info("released %d recipient(s) for the next run", released)
+        self.journal.close()
         with contextlib.suppress(MailhopError):
             await self._heartbeat("Stopped")
 
@@ -281,7 +307,21 @@ class Scheduler:
                             next_hop=SUBMISSION_QUEUE, clear_connector=True) for r in rows]), jobs=0)
                 continue
             self.in_flight += 1
-            self.pool.push(Job(Claim(claim.message, rows, claim.body), connector, rows[0].next_hop))
+            job = Job(Claim(claim.message, rows, claim.body), connector, rows[0].next_hop)
+            if claim.message.crash_count > 0:
+                self._suspects.append(job)
+            else:
+                self.journal.begin(claim.message.id)
+                self.pool.push(job)
+        self._next_suspect()
+
+    def _next_suspect(self) -> None:
+        if self._suspect_running or not self._suspects:
+            return
+        job = self._suspects.popleft()
+        self._suspect_running = True
+        self.journal.begin(job.claim.message.id)
+        self.pool.push(job)
 
     async def _load_body(self, claim: Claim) -> bytes:
         if claim.body is None:
@@ -295,6 +335,10 @@ class Scheduler:
         now = rt.clock()
         job = result.job
         info = job.claim.message
+        self.journal.end(info.id)
+        if info.crash_count > 0:
+            self._suspect_running = False
+            self._next_suspect()
         batch = RecordBatch()
         queue = job.claim.recipients[0].queue
         retry_until = self._queue_failed(queue, result, now) if result.hop_failure else None

@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import aiosmtplib
 from aiosmtplib import SMTPResponse
 
 from mailhop.smtp.replies import Reply
+
+Trace = Callable[[str, str], None]  # (event, data): Exchange's protocol log event characters
 
 
 class ConnectionFailure(Exception):
@@ -69,6 +72,17 @@ class ClientConnection:
     tls_version: str | None = None
     tls_cipher: str | None = None
     extensions: dict[str, str] = field(default_factory=dict)
+    trace: Trace | None = None
+
+    def _trace(self, event: str, data: str) -> None:
+        if self.trace is not None:
+            self.trace(event, data)
+
+    async def _command(self, verb: bytes, *args: bytes) -> SMTPResponse:
+        self._trace(">", b" ".join((verb, *args)).decode("utf-8", "replace"))
+        response = await self.smtp.execute_command(verb, *args)
+        self._trace("<", f"{response.code} {response.message}".replace("\n", " "))
+        return response
 
     @property
     def endpoint(self) -> str:
@@ -77,21 +91,24 @@ class ClientConnection:
     @classmethod
     async def open(
         cls, host: str, ip: str, port: int, helo: str, *, tls: TlsPlan, connect_timeout: float,
-        command_timeout: float, force_helo: bool = False,
+        command_timeout: float, force_helo: bool = False, trace: Trace | None = None,
     ) -> ClientConnection:
         smtp = aiosmtplib.SMTP(
             hostname=ip, port=port, local_hostname=helo, timeout=command_timeout,
             use_tls=tls.implicit, start_tls=False, validate_certs=False,
             tls_context=tls.context if tls.implicit else None,
         )
-        conn = cls(host=host, ip=ip, port=port, smtp=smtp)
+        conn = cls(host=host, ip=ip, port=port, smtp=smtp, trace=trace)
         try:
-            await smtp.connect(timeout=connect_timeout)
+            conn._trace("+", f"{host} {ip}:{port}")
+            greeting = await smtp.connect(timeout=connect_timeout)
+            conn._trace("<", f"{greeting.code} {greeting.message}")
             await conn._hello(force_helo)
             if tls.implicit:
                 conn._note_tls()
             elif tls.starttls and smtp.supports_extension("starttls"):
                 context = tls.context or _no_verify_context()
+                conn._trace(">", "STARTTLS")
                 await smtp.starttls(tls_context=context, server_hostname=tls.server_hostname or host)
                 conn._note_tls()
                 await conn._hello(force_helo)
@@ -106,17 +123,22 @@ class ClientConnection:
             smtp.close()
             if isinstance(exc, asyncio.CancelledError):
                 raise
-            raise ConnectionFailure(connection_error_reply(exc, host, ip, port), "connect") from None
+            reply = connection_error_reply(exc, host, ip, port)
+            conn._trace("*", f"failed: {reply}")
+            conn._trace("-", "")
+            raise ConnectionFailure(reply, "connect") from None
         conn.extensions = dict(smtp.esmtp_extensions)
         return conn
 
     async def _hello(self, force_helo: bool) -> None:
         if not force_helo:
-            response = await self.smtp.execute_command(b"EHLO", (self.smtp.local_hostname or "localhost").encode("ascii"))
+            response = await self._command(b"EHLO", (self.smtp.local_hostname or "localhost").encode("ascii"))
             if response.code == 250:
                 self.smtp.last_ehlo_response = response
                 return
+        self._trace(">", f"HELO {self.smtp.local_hostname}")
         response = await self.smtp.helo()
+        self._trace("<", f"{response.code} {response.message}")
         if response.code != 250:
             raise ConnectionFailure(_temporary(response, "HELO"), "helo")
 
@@ -126,6 +148,7 @@ class ClientConnection:
             self.tls_version = obj.version()
             cipher = obj.cipher()
             self.tls_cipher = cipher[0] if cipher else None
+            self._trace("*", f"TLS negotiated: {self.tls_version} {self.tls_cipher}")
 
     def supports(self, extension: str) -> bool:
         return self.smtp.supports_extension(extension)
@@ -155,7 +178,7 @@ class ClientConnection:
             options.append(b"SMTPUTF8")
             encoding = "utf-8"
         try:
-            mail = await self.smtp.execute_command(b"MAIL", b"FROM:<" + sender.encode(encoding) + b">", *options)
+            mail = await self._command(b"MAIL", b"FROM:<" + sender.encode(encoding) + b">", *options)
             if mail.code != 250:
                 reply = Reply.parse(mail.code, mail.message)
                 await self._rset()
@@ -163,13 +186,14 @@ class ClientConnection:
             results: dict[str, Reply] = {}
             accepted: list[str] = []
             for rcpt in recipients:
-                response = await self.smtp.execute_command(b"RCPT", b"TO:<" + rcpt.encode(encoding) + b">")
+                response = await self._command(b"RCPT", b"TO:<" + rcpt.encode(encoding) + b">")
                 results[rcpt] = Reply.parse(response.code, response.message)
                 if response.code in (250, 251):
                     accepted.append(rcpt)
             if not accepted:
                 await self._rset()
                 return Transaction(results)
+            self._trace(">", "DATA")
             try:
                 response = await self.smtp.data(body)
                 data_reply = Reply.parse(response.code, response.message)
@@ -177,6 +201,7 @@ class ClientConnection:
                 data_reply = Reply.parse(exc.code, exc.message)
                 if self.smtp.is_connected:
                     await self._rset()
+            self._trace("<", str(data_reply))
             for rcpt in accepted:
                 results[rcpt] = data_reply
             self.messages_sent += 1
@@ -184,21 +209,24 @@ class ClientConnection:
         except (aiosmtplib.SMTPException, OSError, TimeoutError, ssl.SSLError) as exc:
             self.smtp.close()
             reply = transaction_error_reply(exc)
+            self._trace("*", f"failed: {reply}")
             return Transaction({r: reply for r in recipients}, failure=reply)
 
     async def _rset(self) -> None:
         try:
-            await self.smtp.execute_command(b"RSET")
+            await self._command(b"RSET")
         except (aiosmtplib.SMTPException, OSError, TimeoutError):
             self.smtp.close()
 
     async def close(self) -> None:
         if self.smtp.is_connected:
             try:
+                self._trace(">", "QUIT")
                 await asyncio.wait_for(self.smtp.quit(), 5)
             except (aiosmtplib.SMTPException, OSError, TimeoutError):
                 pass
         self.smtp.close()
+        self._trace("-", "")
 
 
 def _temporary(response: SMTPResponse, stage: str) -> Reply:

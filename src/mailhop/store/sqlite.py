@@ -36,8 +36,9 @@ from mailhop.model.message import (
     RecipientRow,
     RecordBatch,
 )
-from mailhop.model.route import SUBMISSION_QUEUE, UNDEFINED, UNREACHABLE_QUEUE
-from mailhop.store.base import QueueState, ServerInfo
+from mailhop.model.route import POISON_QUEUE, SUBMISSION_QUEUE, UNDEFINED, UNREACHABLE_QUEUE
+from mailhop.smtp.replies import POISON as POISON_REPLY
+from mailhop.store.base import QueueState, QueueSummary, ServerInfo
 
 T = TypeVar("T")
 _Op = Callable[[sqlite3.Connection], Any]
@@ -535,6 +536,100 @@ class SqliteStore:
 
         return await self._reader.call(op)
 
+    async def get_message(self, message_id: int) -> tuple[MessageInfo, list[RecipientRow]]:
+        def op(conn: sqlite3.Connection) -> tuple[MessageInfo, list[RecipientRow]]:
+            row = conn.execute("SELECT * FROM messages WHERE id = ?", (message_id,)).fetchone()
+            if row is None:
+                raise NotFoundError(f"The message {message_id} was not found in any queue")
+            rcpts = [_recipient(r) for r in conn.execute(
+                "SELECT * FROM recipients WHERE message_id = ? ORDER BY id", (message_id,))]
+            return _message(row), rcpts
+
+        return await self._reader.call(op)
+
+    async def queue_summary(self) -> list[QueueSummary]:
+        def op(conn: sqlite3.Connection) -> list[QueueSummary]:
+            rows = conn.execute(
+                "SELECT queue, MAX(delivery_type) AS delivery_type, MAX(next_hop) AS next_hop, "
+                "MAX(connector) AS connector, COUNT(DISTINCT message_id) AS messages, "
+                "SUM(status = 'active') AS active, "
+                "MIN(CASE WHEN status IN ('ready', 'retry') THEN next_attempt_at END) AS next_at, "
+                "MAX(last_error) AS last_error FROM recipients "
+                f"WHERE status NOT IN ({_in(FINAL)}) GROUP BY queue ORDER BY queue", FINAL)
+            return [QueueSummary(r["queue"], r["delivery_type"], r["next_hop"], r["connector"], r["messages"],
+                                 r["active"] or 0, r["next_at"], r["last_error"]) for r in rows]
+
+        return await self._reader.call(op)
+
+    async def retry_queue(self, queue: str, now: float) -> int:
+        def op(conn: sqlite3.Connection) -> int:
+            conn.execute("UPDATE queues SET retry_until = NULL, changed_at = ? WHERE queue = ? COLLATE NOCASE",
+                         (now, queue))
+            return conn.execute(
+                "UPDATE recipients SET next_attempt_at = ? WHERE queue = ? COLLATE NOCASE "
+                "AND status IN ('ready', 'retry')", (now, queue)).rowcount
+
+        return await self._writer.call(op)
+
+    async def suspend_message(self, message_id: int) -> int:
+        def op(conn: sqlite3.Connection) -> int:
+            _require_message(conn, message_id)
+            return conn.execute(
+                "UPDATE recipients SET status = 'suspended' WHERE message_id = ? AND status IN ('ready', 'retry')",
+                (message_id,)).rowcount
+
+        return await self._writer.call(op)
+
+    async def resume_message(self, message_id: int, now: float) -> int:
+        """Resume a suspended message; a poison message goes back to routing (Exchange's Resume-Message)."""
+        def op(conn: sqlite3.Connection) -> int:
+            _require_message(conn, message_id)
+            conn.execute("UPDATE messages SET crash_count = 0 WHERE id = ? AND EXISTS (SELECT 1 FROM recipients "
+                         "WHERE message_id = ? AND status = 'poison')", (message_id, message_id))
+            return conn.execute(
+                "UPDATE recipients SET next_attempt_at = ?, "
+                "status = CASE WHEN attempts > 0 THEN 'retry' ELSE 'ready' END, "
+                "queue = CASE WHEN status = 'poison' THEN ? ELSE queue END, "
+                "delivery_type = CASE WHEN status = 'poison' THEN ? ELSE delivery_type END, "
+                "next_hop = CASE WHEN status = 'poison' THEN ? ELSE next_hop END, "
+                "connector = CASE WHEN status = 'poison' THEN NULL ELSE connector END "
+                "WHERE message_id = ? AND status IN ('suspended', 'poison')",
+                (now, SUBMISSION_QUEUE, UNDEFINED, SUBMISSION_QUEUE, message_id)).rowcount
+
+        return await self._writer.call(op)
+
+    async def remove_message(self, message_id: int, ndr: NewMessage | None = None) -> None:
+        def op(conn: sqlite3.Connection) -> None:
+            _require_message(conn, message_id)
+            conn.execute("DELETE FROM messages WHERE id = ?", (message_id,))
+            if ndr is not None:
+                _insert_messages(conn, [ndr])
+
+        await self._writer.call(op)
+
+    async def mark_crashed(self, message_ids: Sequence[int], threshold: int) -> list[int]:
+        """Count a crash against each message; those reaching ``threshold`` go to the Poison queue.
+
+        Returns the ids of the messages that became poison.
+        """
+        def op(conn: sqlite3.Connection) -> list[int]:
+            if not message_ids:
+                return []
+            conn.execute(f"UPDATE messages SET crash_count = crash_count + 1 WHERE id IN ({_in(message_ids)})",
+                         message_ids)
+            poisoned = [r[0] for r in conn.execute(
+                f"SELECT id FROM messages WHERE id IN ({_in(message_ids)}) AND crash_count >= ?",
+                (*message_ids, threshold))]
+            if poisoned:
+                conn.execute(
+                    f"UPDATE recipients SET status = 'poison', queue = ?, delivery_type = ?, next_hop = ?, "
+                    f"lease_owner = NULL, lease_until = NULL, last_error = ? WHERE message_id IN ({_in(poisoned)}) "
+                    f"AND status NOT IN ({_in(FINAL)})",
+                    (POISON_QUEUE, UNDEFINED, POISON_QUEUE, str(POISON_REPLY), *poisoned, *FINAL))
+            return poisoned
+
+        return await self._writer.call(op)
+
     # --- servers ---------------------------------------------------------------------
 
     async def heartbeat(self, server: ServerInfo, lease_until: float) -> None:
@@ -558,6 +653,11 @@ class SqliteStore:
             return [ServerInfo(**dict(r)) for r in conn.execute("SELECT * FROM servers ORDER BY name")]
 
         return await self._reader.call(op)
+
+
+def _require_message(conn: sqlite3.Connection, message_id: int) -> None:
+    if conn.execute("SELECT 1 FROM messages WHERE id = ?", (message_id,)).fetchone() is None:
+        raise NotFoundError(f"The message {message_id} was not found in any queue")
 
 
 def _get_connector(conn: sqlite3.Connection, name: str) -> SendConnector:

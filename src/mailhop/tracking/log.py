@@ -10,23 +10,17 @@ write is logged and never stops mail flow (the log is a record, not the queue).
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
-import logging
-import os
-import re
 import time
 from pathlib import Path
 from typing import Any
 
 from mailhop.config import TrackingSettings
 from mailhop.model.message import MessageInfo
-
-log = logging.getLogger(__name__)
+from mailhop.tracking.files import RotatingLog
 
 PREFIX = "MSGTRK"
-_FILE = re.compile(rf"^{PREFIX}(\d{{8}})-(\d+)\.log$")
 
 
 def tracking_dir(data_dir: Path) -> Path:
@@ -43,11 +37,8 @@ class TrackingLog:
         self.settings = settings
         self.server_hostname = server_hostname
         self.server_name = server_name
-        self._pending: list[str] = []
-        self._scheduled = False
-        self._path: Path | None = None
-        self._size = 0
-        self._day = ""
+        self._file = RotatingLog(directory, PREFIX, settings.max_file_size, settings.max_age,
+                                 settings.max_directory_size)
 
     def event(
         self,
@@ -101,76 +92,11 @@ class TrackingLog:
             record["Reference"] = reference
         if extra:
             record.update(extra)
-        self._pending.append(json.dumps({k: v for k, v in record.items() if v is not None}, ensure_ascii=False))
-        if not self._scheduled:
-            try:
-                asyncio.get_running_loop().call_soon(self.flush)
-                self._scheduled = True
-            except RuntimeError:
-                self.flush()
+        self._file.write(json.dumps({k: v for k, v in record.items() if v is not None}, ensure_ascii=False))
 
     def flush(self) -> None:
-        self._scheduled = False
-        if not self._pending:
-            return
-        data = ("\n".join(self._pending) + "\n").encode("utf-8")
-        self._pending.clear()
-        try:
-            path = self._current(len(data))
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
-            try:
-                os.write(fd, data)
-            finally:
-                os.close(fd)
-            self._size += len(data)
-        except OSError as exc:
-            log.error("message tracking log write failed: %s", exc)
-
-    def _current(self, incoming: int) -> Path:
-        day = dt.datetime.now(dt.UTC).strftime("%Y%m%d")
-        if self._path is None or day != self._day or (
-            self.settings.max_file_size is not None and self._size + incoming > self.settings.max_file_size
-        ):
-            self.directory.mkdir(parents=True, exist_ok=True)
-            numbers = [
-                int(m.group(2)) for p in self.directory.iterdir()
-                if (m := _FILE.match(p.name)) and m.group(1) == day
-            ]
-            number = max(numbers, default=1)
-            path = self.directory / f"{PREFIX}{day}-{number}.log"
-            size = path.stat().st_size if path.exists() else 0
-            if self.settings.max_file_size is not None and size and size + incoming > self.settings.max_file_size:
-                number += 1
-                path = self.directory / f"{PREFIX}{day}-{number}.log"
-                size = 0
-            self._path, self._size, self._day = path, size, day
-            self._prune()
-        return self._path
-
-    def _prune(self) -> None:
-        files = sorted(
-            (p for p in self.directory.iterdir() if _FILE.match(p.name)), key=lambda p: p.stat().st_mtime
-        )
-        cutoff = time.time() - self.settings.max_age
-        total = sum(p.stat().st_size for p in files)
-        for p in files:
-            if p == self._path:
-                continue
-            too_old = p.stat().st_mtime < cutoff
-            too_big = self.settings.max_directory_size is not None and total > self.settings.max_directory_size
-            if too_old or too_big:
-                total -= p.stat().st_size
-                try:
-                    p.unlink()
-                except OSError:
-                    pass
+        self._file.flush()
 
 
 def log_files(directory: Path) -> list[Path]:
-    if not directory.exists():
-        return []
-    def key(p: Path) -> tuple[str, int]:
-        m = _FILE.match(p.name)
-        assert m
-        return m.group(1), int(m.group(2))
-    return sorted((p for p in directory.iterdir() if _FILE.match(p.name)), key=key)
+    return RotatingLog(directory, PREFIX, None, 0, None).files()

@@ -1,0 +1,77 @@
+"""Endpoints for direct delivery: the recipient domain's MX hosts (RFC 5321 section 5).
+
+MX hosts are tried in preference order, hosts of equal preference in random
+order, each host's addresses in turn; at most ``max_mx_hosts`` hosts.  A domain
+without MX records is its own implicit MX (its A/AAAA addresses).  A null MX
+(RFC 7505, ``0 .``) fails the recipients for good with ``5.1.10``; a domain that
+does not exist with ``5.4.4``; a DNS server failure or timeout defers them with
+``451 4.4.0 DNS query failed``.  MX hosts that do not resolve are skipped.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+
+from mailhop.delivery.dns import DnsError, Resolver
+from mailhop.delivery.endpoints import MAX_ENDPOINTS, Endpoint
+from mailhop.smtp.replies import Reply
+
+
+class DeliveryDnsError(DnsError):
+    """A DNS outcome that decides the recipients' fate; ``reply`` is what they get."""
+
+    def __init__(self, reply: Reply) -> None:
+        super().__init__(str(reply), permanent=reply.permanent)
+        self.reply = reply
+
+
+def null_mx_reply(domain: str) -> Reply:
+    return Reply(556, "5.1.10", f"Recipient address rejected: {domain} does not accept mail (null MX)")
+
+
+def nxdomain_reply(domain: str) -> Reply:
+    return Reply(554, "5.4.4", f"SMTPSEND.DNS.NonExistentDomain; nonexistent domain {domain}")
+
+
+def dns_failed_reply(error: DnsError) -> Reply:
+    return Reply(451, "4.4.0", f"DNS query failed. The error was: {error}")
+
+
+async def mx_endpoints(domain: str, port: int, resolver: Resolver, max_mx_hosts: int = 5,
+                       rng: random.Random | None = None) -> list[Endpoint]:
+    rng = rng or random.Random()
+    try:
+        records = await resolver.mx(domain)
+    except DnsError as exc:
+        raise DeliveryDnsError(nxdomain_reply(domain) if exc.permanent else dns_failed_reply(exc)) from None
+    if any(r.host in ("", ".") for r in records):
+        # RFC 7505: a null MX is the only MX of a domain that takes no mail.
+        raise DeliveryDnsError(null_mx_reply(domain))
+    if not records:
+        hosts = [domain]  # implicit MX (RFC 5321 5.1)
+    else:
+        by_pref: dict[int, list[str]] = defaultdict(list)
+        for r in records:
+            by_pref[r.preference].append(r.host.lower())
+        hosts = []
+        for pref in sorted(by_pref):
+            group = list(dict.fromkeys(by_pref[pref]))
+            rng.shuffle(group)
+            hosts += group
+        hosts = hosts[:max_mx_hosts]
+    out: list[Endpoint] = []
+    errors: list[DnsError] = []
+    for host in hosts:
+        try:
+            ips = await resolver.addresses(host)
+        except DnsError as exc:
+            errors.append(exc)
+            continue
+        out.extend(Endpoint(host, ip, port) for ip in ips)
+    if not out:
+        if not records and errors and all(e.permanent for e in errors):
+            raise DeliveryDnsError(nxdomain_reply(domain))
+        first = errors[0] if errors else DnsError(f"no address for the MX hosts of {domain}")
+        raise DeliveryDnsError(dns_failed_reply(first))
+    return out[:MAX_ENDPOINTS]

@@ -1,0 +1,83 @@
+"""The crash journal: which messages this process is handling right now.
+
+Poison detection needs to know, after a crash, which messages were being
+handled when the process died.  Each delivery appends ``B <id>`` when it starts
+and ``E <id>`` when its outcome is known.  The writes are not fsync'd: a crashed
+process leaves the page cache intact, and only a process crash (not a power
+loss) says anything about a message.  On start, ids begun but not ended are the
+messages that were in flight at the crash.  The file is rewritten with only the
+live entries when it grows, and emptied on a clean stop.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from pathlib import Path
+
+COMPACT_AT = 4 * 1024 * 1024
+
+
+class CrashJournal:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.active: Counter[int] = Counter()
+        self._fd: int | None = None
+        self._written = 0
+
+    def recover(self) -> list[int]:
+        """Messages in flight when the previous process died (empty after a clean stop)."""
+        begun: Counter[int] = Counter()
+        if self.path.exists():
+            for line in self.path.read_text(encoding="ascii", errors="replace").splitlines():
+                kind, _, value = line.partition(" ")
+                if not value.strip().isdigit():
+                    continue
+                mid = int(value)
+                if kind == "B":
+                    begun[mid] += 1
+                elif kind == "E" and begun[mid] > 0:
+                    begun[mid] -= 1
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._open(truncate=True)
+        return sorted(mid for mid, n in begun.items() if n > 0)
+
+    def _open(self, truncate: bool) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | (os.O_TRUNC if truncate else 0)
+        self._fd = os.open(self.path, flags, 0o600)
+        self._written = 0
+
+    def _write(self, text: str) -> None:
+        if self._fd is None:
+            return
+        data = text.encode("ascii")
+        os.write(self._fd, data)
+        self._written += len(data)
+        if self._written > COMPACT_AT:
+            self._compact()
+
+    def begin(self, message_id: int) -> None:
+        self.active[message_id] += 1
+        self._write(f"B {message_id}\n")
+
+    def end(self, message_id: int) -> None:
+        if self.active[message_id] > 0:
+            self.active[message_id] -= 1
+            if not self.active[message_id]:
+                del self.active[message_id]
+        self._write(f"E {message_id}\n")
+
+    def _compact(self) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text("".join(f"B {mid}\n" * n for mid, n in self.active.items()), encoding="ascii")
+        os.replace(tmp, self.path)
+        self._open(truncate=False)
+
+    def close(self) -> None:
+        """A clean stop: nothing is in flight any more."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        self.path.write_text("", encoding="ascii")
