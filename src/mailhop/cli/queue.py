@@ -30,7 +30,7 @@ def queue() -> None:
 @pass_ctx
 def list_(ctx: Context, as_json: bool) -> None:
     """List queues with their status, size and last error (Get-Queue)."""
-    queues = ctx.with_store(lambda store: admin.list_queues(store, time.time()))
+    queues = ctx.with_store(lambda store: admin.list_queues(store))
     emit(queues, as_json, table(queues, QUEUE_COLUMNS))
 
 

@@ -44,13 +44,14 @@ def _time(ts: float | None) -> str | None:
     return iso(ts) if ts else None
 
 
-async def list_queues(store: Store, now: float) -> list[dict[str, Any]]:
+async def list_queues(store: Store) -> list[dict[str, Any]]:
     states = {s.queue.lower(): s for s in await store.queue_states()}
     connectors = {c.guid: c.name for c in await store.list_connectors()}
     out: dict[str, dict[str, Any]] = {}
     for q in await store.queue_summary():
         state = states.get(q.queue.lower())
-        in_retry = state is not None and state.retry_until is not None and state.retry_until > now
+        # A queue stays in Retry from a failed connection until a delivery succeeds.
+        in_retry = state is not None and state.retry_count > 0
         status = ("Suspended" if state and state.suspended else "Retry" if in_retry
                   else "Active" if q.active_count else "Ready")
         delivery_type, next_hop = SPECIAL.get(q.queue, (q.delivery_type, q.next_hop))
