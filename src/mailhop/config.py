@@ -57,6 +57,12 @@ class ServerSettings(_Section):
     shutdown_timeout: Duration = 30.0
     # How often the server looks for changes made by the CLI or other servers.
     config_poll_interval: Duration = 1.0
+    # SMTP AUTH users of the receive connectors (``mailhop user add``); default data_dir/users.
+    users_file: Path | None = None
+
+    @property
+    def users_path(self) -> Path:
+        return self.users_file or self.data_dir / "users"
 
     @field_validator("name")
     @classmethod
@@ -110,6 +116,23 @@ class ReceiveConnectorSettings(_Section):
     fqdn: str | None = None
     max_inbound_connections: int = Field(default=5000, ge=1)
     protocol_logging_level: str = "None"
+    # STARTTLS with this certificate (PEM chain) and key.
+    tls_certificate: Path | None = None
+    tls_key: Path | None = None
+    # Refuse MAIL before STARTTLS (530 5.7.0).
+    require_tls: bool = False
+    # Offer AUTH PLAIN/LOGIN (users from [server] users_file), only after STARTTLS.
+    auth: bool = True
+    # Delay before answering a failed AUTH, growing with each failure of the session.
+    failed_login_delay: Duration = 1.0
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ReceiveConnectorSettings:
+        if (self.tls_certificate is None) != (self.tls_key is None):
+            raise ValueError("tls_certificate and tls_key go together")
+        if self.require_tls and self.tls_certificate is None:
+            raise ValueError("require_tls needs tls_certificate and tls_key")
+        return self
 
     @field_validator("remote_ip_ranges")
     @classmethod
@@ -231,6 +254,28 @@ class ProtocolLogSettings(_Section):
     max_directory_size: Size = 250 * 1024 * 1024
 
 
+class TlsSettings(_Section):
+    # Trust anchors for CertificateValidation/DomainValidation: the system store, plus
+    # (or, with use_system_ca = false, instead of) the CAs in ca_file.
+    ca_file: Path | None = None
+    use_system_ca: bool = True
+    # Certificate revocation lists (PEM); with one, revoked certificates are refused.
+    crl_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _anchors(self) -> TlsSettings:
+        if not self.use_system_ca and self.ca_file is None:
+            raise ValueError("use_system_ca = false needs ca_file")
+        return self
+
+
+class CertificateSettings(_Section):
+    # The name connectors use in TlsCertificateName (its <I>issuer<S>subject form works too).
+    name: str
+    cert_file: Path
+    key_file: Path
+
+
 class ClusterSettings(_Section):
     # A lease not renewed for this long belongs to a dead server; another takes its mail.
     lease_timeout: Duration = 60.0
@@ -246,6 +291,8 @@ class Settings(_Section):
     tracking: TrackingSettings = Field(default_factory=TrackingSettings)
     protocol_log: ProtocolLogSettings = Field(default_factory=ProtocolLogSettings)
     cluster: ClusterSettings = Field(default_factory=ClusterSettings)
+    tls: TlsSettings = Field(default_factory=TlsSettings)
+    certificates: list[CertificateSettings] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _defaults_and_checks(self) -> Settings:
@@ -255,6 +302,9 @@ class Settings(_Section):
         names = [c.name.lower() for c in self.receive_connectors]
         if len(set(names)) != len(names):
             raise ValueError("receive_connectors: two connectors have the same name")
+        certs = [c.name.lower() for c in self.certificates]
+        if len(set(certs)) != len(certs):
+            raise ValueError("certificates: two certificates have the same name")
         binds = [split_hostport(c.bind) for c in self.receive_connectors]
         if len(set(binds)) != len(binds):
             raise ValueError("receive_connectors: two connectors have the same bind address")
@@ -277,6 +327,7 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
     sections = {
         "server": ServerSettings, "queue": QueueSettings, "delivery": DeliverySettings, "dns": DnsSettings,
         "tracking": TrackingSettings, "cluster": ClusterSettings, "protocol_log": ProtocolLogSettings,
+        "tls": TlsSettings,
     }
     for section, model in sections.items():
         for key, info in model.model_fields.items():  # type: ignore[attr-defined]

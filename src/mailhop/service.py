@@ -14,17 +14,21 @@ import asyncio
 import contextlib
 import logging
 import signal
+import ssl
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from mailhop.config import Settings, split_hostport
+from mailhop.config import ReceiveConnectorSettings, Settings, split_hostport
 from mailhop.delivery.dns import DnsResolver
+from mailhop.delivery.tls import TlsPolicy
+from mailhop.errors import ConfigError, MailhopError
 from mailhop.queue.retry import RetryPolicy
 from mailhop.queue.runtime import Runtime
 from mailhop.queue.scheduler import Scheduler
 from mailhop.queue.submission import Submission
 from mailhop.receive.handler import ReceiveHandler
+from mailhop.receive.users import UserStore
 from mailhop.routing.router import Router
 from mailhop.smtp.server import ServerOptions, Session, SMTPServer
 from mailhop.store import Store, open_store
@@ -32,6 +36,18 @@ from mailhop.tracking.log import TrackingLog, tracking_dir
 from mailhop.tracking.protocol import ProtocolLog
 
 log = logging.getLogger("mailhop")
+
+
+def server_tls_context(rc: ReceiveConnectorSettings) -> ssl.SSLContext | None:
+    if rc.tls_certificate is None or rc.tls_key is None:
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        ctx.load_cert_chain(str(rc.tls_certificate), str(rc.tls_key))
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"receive connector '{rc.name}': tls_certificate/tls_key cannot be loaded: {exc}") from None
+    return ctx
 
 
 def receive_trace(plog: ProtocolLog, connector: str) -> Callable[[Session, str, str], None]:
@@ -63,26 +79,31 @@ class Service:
         resolver = DnsResolver(s.dns.nameservers, s.dns.timeout, s.dns.lifetime)
         send_log = ProtocolLog(s.data_dir, True, s.protocol_log)
         self.logs = [send_log]
-        self.scheduler = Scheduler(rt, submission, resolver, protocol_log=send_log)
+        self.scheduler = Scheduler(rt, submission, resolver, tls_plan=TlsPolicy(s).plan, protocol_log=send_log)
         submission.scheduler = self.scheduler
         await self.scheduler.start()
         try:
             receive_log = ProtocolLog(s.data_dir, False, s.protocol_log)
             self.logs.append(receive_log)
+            users = UserStore(s.server.users_path)
             for rc in s.receive_connectors:
-                handler = ReceiveHandler(rc, submission)
+                handler = ReceiveHandler(rc, submission, users)
+                tls_context = server_tls_context(rc)
                 server = SMTPServer(handler, ServerOptions(
                     hostname=rc.fqdn or s.server.fqdn,
                     max_message_size=rc.max_message_size,
                     max_recipients=rc.max_recipients_per_message,
                     idle_timeout=rc.connection_timeout,
                     max_connections=rc.max_inbound_connections,
+                    tls_context=tls_context,
+                    require_tls=rc.require_tls,
+                    auth_enabled=rc.auth and tls_context is not None,
                 ), protocol_log=receive_trace(receive_log, rc.name) if rc.protocol_logging_level == "Verbose" else None)
                 host, port = split_hostport(rc.bind)
                 await server.start(host, port)
                 self.listeners.append((rc.name, server))
                 log.info("%s: receive connector '%s' listening on %s", s.server.name, rc.name, rc.bind)
-        except OSError:
+        except (OSError, MailhopError):
             await self.stop()
             raise
 

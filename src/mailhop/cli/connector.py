@@ -14,7 +14,8 @@ import click
 
 from mailhop.cli.main import Context, pass_ctx
 from mailhop.cli.output import emit, format_list, table
-from mailhop.errors import ValidationError
+from mailhop.delivery.tls import find_certificate
+from mailhop.errors import ConfigError, ValidationError
 from mailhop.model.connector import (
     PROPERTIES,
     SendConnector,
@@ -73,6 +74,17 @@ def _secret(password_file: Path | None, values: dict[str, Any]) -> str | None:
     return secret
 
 
+def _check_local(ctx: Context, c: SendConnector, secret: str | None, creating: bool) -> None:
+    """Checks that need this server's configuration or the CLI's inputs, not only the connector."""
+    if c.tls_certificate_name:
+        try:
+            find_certificate(ctx.settings.certificates, c.tls_certificate_name)
+        except ConfigError as exc:
+            raise ValidationError(f"TlsCertificateName: {exc}") from None
+    if creating and c.smart_host_auth_mechanism in ("BasicAuth", "BasicAuthRequireTLS") and secret is None:
+        raise ValidationError(f"SmartHostAuthMechanism {c.smart_host_auth_mechanism} needs --password-file FILE")
+
+
 @click.group()
 def connector() -> None:
     """Send connectors (New/Get/Set/Remove-SendConnector)."""
@@ -87,6 +99,7 @@ def new(ctx: Context, /, name: str, password_file: Path | None, **kwargs: Any) -
     values = {"Name": name, **_given(kwargs)}
     secret = _secret(password_file, values)
     created = new_connector(values, default_server=ctx.settings.server.name)
+    _check_local(ctx, created, secret, creating=True)
 
     async def run(store: Store) -> None:
         await store.create_connector(created, secret)
@@ -126,8 +139,13 @@ def set_(ctx: Context, /, name: str, password_file: Path | None, **kwargs: Any) 
     if not values and secret is None:
         raise click.UsageError("nothing to change: give at least one option")
 
+    def change(current: SendConnector) -> SendConnector:
+        updated = update_connector(current, values)
+        _check_local(ctx, updated, secret, creating=False)
+        return updated
+
     async def run(store: Store) -> SendConnector:
-        return await store.update_connector(name, lambda c: update_connector(c, values), secret)
+        return await store.update_connector(name, change, secret)
 
     updated = ctx.with_store(run)
     click.echo(table([_ps_row(updated)], LIST_COLUMNS))

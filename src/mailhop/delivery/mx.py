@@ -59,7 +59,7 @@ async def mx_endpoints(domain: str, port: int, resolver: Resolver, max_mx_hosts:
             group = list(dict.fromkeys(by_pref[pref]))
             rng.shuffle(group)
             hosts += group
-        hosts = hosts[:max_mx_hosts]
+        hosts = list(dict.fromkeys(hosts))[:max_mx_hosts]  # a host listed twice counts at its best preference
     out: list[Endpoint] = []
     errors: list[DnsError] = []
     for host in hosts:

@@ -28,10 +28,12 @@ from mailhop.config import DeliverySettings
 from mailhop.delivery.dns import DnsError, Resolver
 from mailhop.delivery.endpoints import Endpoint, smart_host_endpoints
 from mailhop.delivery.mx import DeliveryDnsError, dns_failed_reply, mx_endpoints, nxdomain_reply
+from mailhop.errors import MailhopError
+from mailhop.headers import block
 from mailhop.model.connector import SendConnector
 from mailhop.model.message import Claim
 from mailhop.model.route import DNS
-from mailhop.smtp.client import ClientConnection, ConnectionFailure, TlsPlan
+from mailhop.smtp.client import AuthPlan, ClientConnection, ConnectionFailure, TlsPlan
 from mailhop.smtp.replies import Reply
 from mailhop.tracking.protocol import ProtocolLog, SessionTrace
 
@@ -59,6 +61,7 @@ class JobResult:
 BodyLoader = Callable[[Claim], Awaitable[bytes]]
 ResultSink = Callable[[JobResult], None]
 TlsPlanner = Callable[[SendConnector, Endpoint, str], TlsPlan]
+AuthPlanner = Callable[[SendConnector], Awaitable[AuthPlan | None]]
 
 
 def failover_reply(errors: list[tuple[Endpoint, Reply]]) -> Reply:
@@ -77,6 +80,10 @@ def failover_reply(errors: list[tuple[Endpoint, Reply]]) -> Reply:
 
 def default_tls_plan(connector: SendConnector, endpoint: Endpoint, domain: str) -> TlsPlan:
     return TlsPlan(starttls=not connector.ignore_starttls, required=connector.require_tls)
+
+
+async def no_auth(connector: SendConnector) -> AuthPlan | None:
+    return None
 
 
 class NextHop:
@@ -122,6 +129,7 @@ class NextHop:
 
     async def _worker(self) -> None:
         conn: ClientConnection | None = None
+        opened_for: SendConnector | None = None  # the connector settings the connection was opened with
         try:
             while True:
                 job = await self._next_job(conn is not None)
@@ -129,10 +137,12 @@ class NextHop:
                     break
                 if conn is not None and (
                     not conn.usable or conn.messages_sent >= job.connector.smtp_max_messages_per_connection
+                    or job.connector != opened_for  # edited since: TLS, auth or hosts may differ
                 ):
                     await conn.close()
                     conn = None
                 result, conn = await self._deliver(job, conn)
+                opened_for = job.connector
                 self.pool.on_result(result)
                 if result.hop_failure:
                     while self.jobs:
@@ -156,6 +166,8 @@ class NextHop:
     async def _deliver(self, job: Job, conn: ClientConnection | None) -> tuple[JobResult, ClientConnection | None]:
         claim = job.claim
         body = await self.pool.load_body(claim)
+        if not job.connector.cloud_services_mail_enabled:
+            body = block.strip_internal(body)
         rcpts = claim.recipients
         errors: list[tuple[Endpoint, Reply]] = []
         tried: set[Endpoint] = set()
@@ -193,14 +205,7 @@ class NextHop:
                 continue
             tried.add(ep)
             try:
-                conn = await ClientConnection.open(
-                    ep.host, ep.ip, ep.port, job.connector.fqdn or self.pool.helo_name,
-                    tls=self.pool.tls_plan(job.connector, ep, job.next_hop),
-                    connect_timeout=self.pool.settings.connect_timeout,
-                    command_timeout=self.pool.settings.command_timeout,
-                    force_helo=job.connector.force_helo,
-                    trace=self.pool.trace(job.connector, ep),
-                )
+                conn = await self.pool.connect(job, ep)
             except ConnectionFailure as exc:
                 errors.append((ep, exc.reply))
                 continue
@@ -221,7 +226,7 @@ class DeliveryPool:
     def __init__(
         self, settings: DeliverySettings, resolver: Resolver, helo_name: str, load_body: BodyLoader,
         on_result: ResultSink, tls_plan: TlsPlanner = default_tls_plan,
-        protocol_log: ProtocolLog | None = None,
+        protocol_log: ProtocolLog | None = None, auth_plan: AuthPlanner = no_auth,
     ) -> None:
         self.settings = settings
         self.resolver = resolver
@@ -229,6 +234,7 @@ class DeliveryPool:
         self.load_body = load_body
         self.on_result = on_result
         self.tls_plan = tls_plan
+        self.auth_plan = auth_plan
         self.protocol_log = protocol_log
         self.hops: dict[tuple[str, str], NextHop] = {}
         self.tasks: set[asyncio.Task[None]] = set()
@@ -239,6 +245,33 @@ class DeliveryPool:
         if connector.dns_routing_enabled:
             return await mx_endpoints(next_hop, connector.port, self.resolver, self.settings.max_mx_hosts)
         return await smart_host_endpoints(connector, self.resolver)
+
+    async def connect(self, job: Job, ep: Endpoint) -> ClientConnection:
+        """Open a session to ``ep`` as the connector demands (TLS, AUTH); ConnectionFailure if not.
+
+        Opportunistic TLS that fails its handshake is retried once in clear text, as
+        Postfix's "may" level does; when TLS is required it never is.
+        """
+        connector = job.connector
+        try:
+            plan = self.tls_plan(connector, ep, job.next_hop)
+            auth = await self.auth_plan(connector)
+        except MailhopError as exc:
+            raise ConnectionFailure(Reply(451, "4.4.0", f"connector '{connector.name}': {exc}"), "config") from None
+
+        async def open_with(tls: TlsPlan) -> ClientConnection:
+            return await ClientConnection.open(
+                ep.host, ep.ip, ep.port, connector.fqdn or self.helo_name, tls=tls,
+                connect_timeout=self.settings.connect_timeout, command_timeout=self.settings.command_timeout,
+                force_helo=connector.force_helo, trace=self.trace(connector, ep), auth=auth)
+
+        try:
+            return await open_with(plan)
+        except ConnectionFailure as exc:
+            if exc.stage != "starttls" or plan.required or plan.implicit:
+                raise
+            log.info("opportunistic TLS with %s failed (%s); trying without TLS", ep, exc.reply)
+            return await open_with(TlsPlan(starttls=False))
 
     def trace(self, connector: SendConnector, endpoint: Endpoint) -> SessionTrace | None:
         if self.protocol_log is None or connector.protocol_logging_level != "Verbose":

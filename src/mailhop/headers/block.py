@@ -67,3 +67,33 @@ def decoded(value: str) -> str:
 def format_date(ts: float) -> str:
     """An RFC 5322 date in UTC with a numeric zone: ``Sat, 28 Nov 2026 02:24:23 +0000``."""
     return email.utils.format_datetime(dt.datetime.fromtimestamp(ts, dt.UTC).replace(microsecond=0))
+
+
+# Headers that belong to the organization and do not leave it (Exchange's header
+# firewall), unless the connector has CloudServicesMailEnabled.
+INTERNAL_PREFIXES = (
+    b"x-ms-exchange-organization-", b"x-ms-exchange-forest-", b"x-ms-exchange-crosspremises-",
+    b"x-mailhop-internal-",
+)
+
+
+def strip_internal(message: bytes) -> bytes:
+    """Remove the organization's internal header fields (and their folded lines) from the header block."""
+    headers, body = split(message)
+    lowered = headers.lower()
+    if not any(p in lowered for p in INTERNAL_PREFIXES):
+        return message
+    kept: list[bytes] = []
+    dropping = False
+    for line in headers.split(b"\r\n"):
+        if line[:1] in (b" ", b"\t"):
+            if not dropping:
+                kept.append(line)
+            continue
+        dropping = line.lower().startswith(INTERNAL_PREFIXES)
+        if not dropping:
+            kept.append(line)
+    new_headers = b"\r\n".join(kept)
+    if b"\r\n\r\n" not in message:
+        return new_headers
+    return new_headers.rstrip(b"\r\n") + b"\r\n\r\n" + body

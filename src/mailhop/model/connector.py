@@ -30,7 +30,8 @@ from mailhop.units import format_size, format_timespan, parse_duration, parse_si
 
 USAGES = ("Custom", "Internal", "Internet", "Partner")
 TLS_AUTH_LEVELS = ("EncryptionOnly", "CertificateValidation", "DomainValidation")
-AUTH_MECHANISMS = ("None", "BasicAuth", "BasicAuthRequireTLS", "ExternalAuthoritative")
+# XOAUTH2 is mailhop's addition (Exchange's smart-host auth knows only Basic).
+AUTH_MECHANISMS = ("None", "BasicAuth", "BasicAuthRequireTLS", "ExternalAuthoritative", "XOAUTH2")
 LOGGING_LEVELS = ("None", "Verbose")
 
 DEFAULT_MAX_MESSAGE_SIZE = 35 * 1024 * 1024
@@ -136,6 +137,14 @@ class SendConnector:
     authentication_credential: str | None = None
     cloud_services_mail_enabled: bool = False
     force_helo: bool = False
+    tls_wrapper: bool = False
+    authentication_token_file: str | None = None
+
+    @property
+    def implicit_tls(self) -> bool:
+        """TLS from the first byte: asked for, or the submissions port 465."""
+        return self.tls_wrapper or (not self.dns_routing_enabled and any(
+            (h.port or self.port) == 465 for h in self.smart_hosts))
 
     def match_recipient(self, domain: str) -> tuple[tuple[int, int], AddressSpace] | None:
         """The best-matching address space (most specific, then cheapest) and its specificity."""
@@ -313,6 +322,8 @@ PROPERTIES: tuple[Property, ...] = (
     Property("AuthenticationCredential", "authentication_credential", _optional_text("AuthenticationCredential"), doc="User name for smart-host AUTH (password from --password-file)."),
     Property("CloudServicesMailEnabled", "cloud_services_mail_enabled", lambda v: parse_bool(v, "CloudServicesMailEnabled"), doc="true: keep the organization's internal headers on the way out."),
     Property("ForceHELO", "force_helo", lambda v: parse_bool(v, "ForceHELO"), doc="true: say HELO instead of EHLO."),
+    Property("TlsWrapper", "tls_wrapper", lambda v: parse_bool(v, "TlsWrapper"), doc="true: implicit TLS from the first byte (SMTPS, port 465; implied by port 465)."),
+    Property("AuthenticationTokenFile", "authentication_token_file", _optional_text("AuthenticationTokenFile"), doc="File holding the OAuth access token for XOAUTH2 (read at each connection)."),
 )
 PROPERTY_BY_EXCHANGE = {p.exchange.lower(): p for p in PROPERTIES}
 
@@ -401,6 +412,15 @@ def validate(c: SendConnector) -> None:
             f"SmartHostAuthMechanism {c.smart_host_auth_mechanism} requires AuthenticationCredential "
             "(--authentication-credential USER --password-file FILE)"
         )
+    if c.smart_host_auth_mechanism == "XOAUTH2" and not (c.authentication_credential and c.authentication_token_file):
+        raise ValidationError(
+            "SmartHostAuthMechanism XOAUTH2 requires AuthenticationCredential and AuthenticationTokenFile "
+            "(--authentication-credential USER --authentication-token-file FILE)"
+        )
+    if c.authentication_token_file and c.smart_host_auth_mechanism != "XOAUTH2":
+        raise ValidationError("AuthenticationTokenFile is used only with SmartHostAuthMechanism XOAUTH2")
+    if c.tls_wrapper and c.ignore_starttls:
+        raise ValidationError("TlsWrapper and IgnoreSTARTTLS cannot both be true")
     if not c.source_transport_servers:
         raise ValidationError("SourceTransportServers: at least one transport server is required")
 

@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
 
+from mailhop.delivery.auth import Credentials
 from mailhop.delivery.dns import Resolver
 from mailhop.delivery.pool import (
     DeliveryPool,
@@ -73,12 +74,13 @@ class Scheduler:
         self, rt: Runtime, submission: Submission, resolver: Resolver,
         tls_plan: TlsPlanner = default_tls_plan, protocol_log: ProtocolLog | None = None,
     ) -> None:
+        self.credentials = Credentials(rt.store)
         self.rt = rt
         self.submission = submission
         s = rt.settings
         self.pool = DeliveryPool(
             s.delivery, resolver, s.server.fqdn, self._load_body, self._on_result,
-            tls_plan=tls_plan, protocol_log=protocol_log,
+            tls_plan=tls_plan, protocol_log=protocol_log, auth_plan=self.credentials.plan,
         )
         self.in_flight = 0
         self.stopping = False
@@ -207,6 +209,7 @@ class Scheduler:
         self._config_version = version
         connectors = await rt.store.list_connectors()
         rt.router = Router(connectors, rt.server_name)
+        self.credentials.invalidate()
         moved = await rt.store.resubmit([c.guid for c in connectors if c.enabled], rt.clock())
         if not force:
             log.info("send connectors changed (version %d); %d recipient(s) resubmitted", version, moved)

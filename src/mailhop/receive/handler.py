@@ -11,6 +11,7 @@ failure answers ``451 4.3.0`` and the client keeps the message.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 
@@ -19,6 +20,7 @@ from mailhop.errors import StoreError
 from mailhop.headers import block
 from mailhop.queue.submission import Submission
 from mailhop.receive import stamp
+from mailhop.receive.users import UserStore
 from mailhop.smtp.replies import HOP_COUNT_EXCEEDED, QUEUE_WRITE_FAILED, RELAY_DENIED, Reply
 from mailhop.smtp.server import Session
 
@@ -26,11 +28,15 @@ log = logging.getLogger(__name__)
 
 SENDER_OK = Reply(250, "2.1.0", "Sender OK")
 RECIPIENT_OK = Reply(250, "2.1.5", "Recipient OK")
+AUTH_OK = Reply(235, "2.7.0", "Authentication successful")
+AUTH_FAILED = Reply(535, "5.7.8", "Authentication credentials invalid")
 
 
 class ReceiveHandler:
-    def __init__(self, connector: ReceiveConnectorSettings, submission: Submission) -> None:
+    def __init__(self, connector: ReceiveConnectorSettings, submission: Submission,
+                 users: UserStore | None = None) -> None:
         self.connector = connector
+        self.users = users
         self.submission = submission
         self.rt = submission.rt
         self.fqdn = connector.fqdn or self.rt.settings.server.fqdn
@@ -61,7 +67,14 @@ class ReceiveHandler:
         return RECIPIENT_OK
 
     async def on_auth(self, session: Session, user: str, password: str) -> Reply:
-        return Reply(535, "5.7.8", "Authentication credentials invalid")
+        if self.users is not None and await asyncio.to_thread(self.users.verify, user, password):
+            log.info("session %s from %s authenticated as %s", session.session_id, session.peer_ip, user)
+            return AUTH_OK
+        # Slow down guessing: each failure of the session waits longer.
+        delay = min(self.connector.failed_login_delay * (session.auth_failures + 1), 10.0)
+        log.warning("failed AUTH as %s from %s", user, session.peer_ip)
+        await asyncio.sleep(delay)
+        return AUTH_FAILED
 
     async def on_data(self, session: Session, data: bytes) -> Reply:
         rt = self.rt

@@ -16,6 +16,7 @@ import asyncio
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiosmtplib
 from aiosmtplib import SMTPResponse
@@ -43,6 +44,18 @@ class TlsPlan:
     context: ssl.SSLContext | None = None
     server_hostname: str | None = None
     implicit: bool = False         # TLS from the first byte (port 465)
+    # Called with the verified peer certificate; returns why it is refused, or None.
+    verify_peer: Callable[[dict[str, Any]], str | None] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuthPlan:
+    """Credentials for the next hop; the secret is never logged."""
+
+    username: str
+    secret: str
+    xoauth2: bool = False
+    require_tls: bool = False      # BasicAuthRequireTLS: no credentials in clear text
 
 
 @dataclass(slots=True)
@@ -73,6 +86,7 @@ class ClientConnection:
     tls_cipher: str | None = None
     extensions: dict[str, str] = field(default_factory=dict)
     trace: Trace | None = None
+    authenticated_as: str | None = None
 
     def _trace(self, event: str, data: str) -> None:
         if self.trace is not None:
@@ -92,43 +106,89 @@ class ClientConnection:
     async def open(
         cls, host: str, ip: str, port: int, helo: str, *, tls: TlsPlan, connect_timeout: float,
         command_timeout: float, force_helo: bool = False, trace: Trace | None = None,
+        auth: AuthPlan | None = None,
     ) -> ClientConnection:
+        """Connect, EHLO, TLS and AUTH as planned; ConnectionFailure (always 4xx) says why not."""
         smtp = aiosmtplib.SMTP(
             hostname=ip, port=port, local_hostname=helo, timeout=command_timeout,
             use_tls=tls.implicit, start_tls=False, validate_certs=False,
-            tls_context=tls.context if tls.implicit else None,
+            tls_context=(tls.context or _no_verify_context()) if tls.implicit else None,
         )
         conn = cls(host=host, ip=ip, port=port, smtp=smtp, trace=trace)
+        stage = "connect"
         try:
             conn._trace("+", f"{host} {ip}:{port}")
             greeting = await smtp.connect(timeout=connect_timeout)
             conn._trace("<", f"{greeting.code} {greeting.message}")
-            await conn._hello(force_helo)
             if tls.implicit:
-                conn._note_tls()
-            elif tls.starttls and smtp.supports_extension("starttls"):
-                context = tls.context or _no_verify_context()
+                conn._note_tls(tls)
+            await conn._hello(force_helo)
+            if not tls.implicit and tls.starttls and smtp.supports_extension("starttls"):
+                stage = "starttls"
                 conn._trace(">", "STARTTLS")
-                await smtp.starttls(tls_context=context, server_hostname=tls.server_hostname or host)
-                conn._note_tls()
+                await smtp.starttls(tls_context=tls.context or _no_verify_context(),
+                                    server_hostname=tls.server_hostname)
+                conn._note_tls(tls)
+                stage = "after-tls"
                 await conn._hello(force_helo)
-            elif tls.required:
-                raise ConnectionFailure(
-                    Reply(451, "4.4.5", f"TLS required but {host} ({ip}) does not offer STARTTLS"), "starttls"
-                )
-        except ConnectionFailure:
+            elif tls.required and not tls.implicit:
+                raise ConnectionFailure(Reply(451, "4.4.0", (
+                    f"TLS is required but {host} ({ip}:{port}) did not offer STARTTLS "
+                    "(not supported, or stripped on the way); nothing was sent")), "starttls")
+            if auth is not None:
+                stage = "auth"
+                await conn._authenticate(auth)
+        except ConnectionFailure as exc:
+            conn._trace("*", f"failed: {exc.reply}")
             smtp.close()
+            conn._trace("-", "")
             raise
         except BaseException as exc:
             smtp.close()
             if isinstance(exc, asyncio.CancelledError):
                 raise
-            reply = connection_error_reply(exc, host, ip, port)
+            tls_failed = stage == "starttls" or (tls.implicit and _ssl_cause(exc) is not None)
+            reply = (tls_error_reply if tls_failed else connection_error_reply)(exc, host, ip, port)
+            if stage == "after-tls" and isinstance(exc, ConnectionError | aiosmtplib.SMTPServerDisconnected):
+                reply = Reply(451, "4.4.0", (
+                    f"{host} ({ip}:{port}) closed the connection right after the TLS handshake: it may require "
+                    "a client certificate (TlsCertificateName) or refuse the one presented"))
             conn._trace("*", f"failed: {reply}")
             conn._trace("-", "")
-            raise ConnectionFailure(reply, "connect") from None
+            raise ConnectionFailure(reply, stage) from None
         conn.extensions = dict(smtp.esmtp_extensions)
         return conn
+
+    async def _authenticate(self, auth: AuthPlan) -> None:
+        where = f"{self.host} ({self.ip}:{self.port})"
+        if auth.require_tls and self.tls_version is None:
+            raise ConnectionFailure(Reply(451, "4.7.0", (
+                f"BasicAuthRequireTLS: {where} did not offer TLS, so the credentials were not sent")), "auth")
+        offered = [m.upper() for m in self.smtp.server_auth_methods]
+        if auth.xoauth2:
+            mechanism = "XOAUTH2" if "XOAUTH2" in offered else None
+        else:
+            mechanism = next((m for m in ("PLAIN", "LOGIN") if m in offered), None)
+        if mechanism is None:
+            wanted = "XOAUTH2" if auth.xoauth2 else "PLAIN or LOGIN"
+            raise ConnectionFailure(Reply(451, "4.7.0", (
+                f"{where} offers no usable AUTH mechanism: wanted {wanted}, offered {' '.join(offered) or 'none'}")),
+                "auth")
+        self._trace(">", f"AUTH {mechanism} ****")
+        try:
+            if mechanism == "XOAUTH2":
+                response = await self.smtp.auth_xoauth2(auth.username, auth.secret)
+            elif mechanism == "PLAIN":
+                response = await self.smtp.auth_plain(auth.username, auth.secret)
+            else:
+                response = await self.smtp.auth_login(auth.username, auth.secret)
+        except aiosmtplib.SMTPAuthenticationError as exc:
+            peer = Reply.parse(exc.code, exc.message)
+            self._trace("<", str(peer))
+            raise ConnectionFailure(Reply(451, "4.7.0", f"AUTH {mechanism} as {auth.username} to {where} "
+                                          f"was refused: {peer}"), "auth") from None
+        self._trace("<", f"{response.code} {response.message}")
+        self.authenticated_as = auth.username
 
     async def _hello(self, force_helo: bool) -> None:
         if not force_helo:
@@ -142,13 +202,20 @@ class ClientConnection:
         if response.code != 250:
             raise ConnectionFailure(_temporary(response, "HELO"), "helo")
 
-    def _note_tls(self) -> None:
+    def _note_tls(self, plan: TlsPlan) -> None:
         obj = self.smtp.get_transport_info("ssl_object")
-        if obj is not None:
-            self.tls_version = obj.version()
-            cipher = obj.cipher()
-            self.tls_cipher = cipher[0] if cipher else None
-            self._trace("*", f"TLS negotiated: {self.tls_version} {self.tls_cipher}")
+        if obj is None:
+            return
+        self.tls_version = obj.version()
+        cipher = obj.cipher()
+        self.tls_cipher = cipher[0] if cipher else None
+        self._trace("*", f"TLS negotiated: {self.tls_version} {self.tls_cipher}")
+        if plan.verify_peer is not None:
+            problem = plan.verify_peer(obj.getpeercert() or {})
+            if problem:
+                raise ConnectionFailure(Reply(451, "4.4.0", (
+                    f"TLS certificate name mismatch at {self.host} ({self.ip}:{self.port}): {problem}")),
+                    "starttls")
 
     def supports(self, extension: str) -> bool:
         return self.smtp.supports_extension(extension)
@@ -235,6 +302,40 @@ def _temporary(response: SMTPResponse, stage: str) -> Reply:
         return Reply(451, "4.4.0", f"unexpected reply to {stage}: {reply}")
     # A refusal before the transaction says nothing about this message: retry elsewhere.
     return reply if reply.temporary else Reply(451, "4.4.0", f"{stage} refused: {reply}")
+
+
+def _ssl_cause(exc: BaseException) -> ssl.SSLError | None:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def tls_error_reply(exc: BaseException, host: str, ip: str, port: int) -> Reply:
+    """Name the TLS failure's cause: untrusted chain, expired, revoked, or the handshake itself."""
+    where = f"{host} ({ip}:{port})" if host != ip else f"{ip}:{port}"
+    cause = _ssl_cause(exc)
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        code = cause.verify_code
+        message = cause.verify_message or str(cause)
+        if code == 10:
+            what = "has expired"
+        elif code == 9:
+            what = "is not yet valid"
+        elif code == 23:
+            what = "has been revoked"
+        elif code in (2, 18, 19, 20, 21):
+            what = f"is not trusted ({message})"
+        else:
+            what = f"failed verification ({message})"
+        return Reply(451, "4.4.0", f"TLS certificate of {where} {what}")
+    if cause is not None:
+        return Reply(451, "4.4.0", f"TLS negotiation with {where} failed: {cause.reason or cause}")
+    if isinstance(exc, TimeoutError):
+        return Reply(451, "4.4.0", f"TLS negotiation with {where} timed out")
+    return Reply(451, "4.4.0", f"TLS negotiation with {where} failed: {exc}")
 
 
 def connection_error_reply(exc: BaseException, host: str, ip: str, port: int) -> Reply:
