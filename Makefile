@@ -7,8 +7,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
-# Debian packages the tests use as real peers: Postfix (smart host), swaks (client), dnsmasq (DNS).
-DEBIAN_TEST_PACKAGES = postfix swaks dnsmasq-base
+# Debian packages the tests use as real peers: Postfix (smart host), swaks (client), dnsmasq (DNS),
+# PostgreSQL (the cluster store).
+DEBIAN_TEST_PACKAGES = postfix swaks dnsmasq-base postgresql
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 

@@ -81,9 +81,9 @@ class ServerSettings(_Section):
     @field_validator("store")
     @classmethod
     def _store(cls, v: str) -> str:
-        if v == "sqlite" or v.startswith("sqlite:"):
+        if v == "sqlite" or v.startswith(("sqlite:", "postgresql://", "postgres://")):
             return v
-        raise ValueError(f"'{v}' is not a supported store (use 'sqlite' or 'sqlite:PATH')")
+        raise ValueError(f"'{v}' is not a supported store (use 'sqlite', 'sqlite:PATH' or 'postgresql://...')")
 
     @property
     def postmaster_address(self) -> str:

@@ -23,14 +23,23 @@ from mailhop.model.message import (
     new_message_id,
 )
 from mailhop.store.base import QueueState, ServerInfo, Store
-from mailhop.store.sqlite import SqliteStore
+from mailhop.store import open_url
+from tests.support.pg import PostgresServer
 
 NOW = 1_900_000_000.0
 
 
-@pytest.fixture(params=["sqlite"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    s = await SqliteStore.open(tmp_path / "store" / "mailhop.db")
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "postgres":
+        server: PostgresServer = request.getfixturevalue("postgres_server")
+        return server.database()
+    return f"sqlite:{tmp_path / 'store' / 'mailhop.db'}"
+
+
+@pytest.fixture
+async def store(store_url: str) -> AsyncIterator[Store]:
+    s = await open_url(store_url, "")
     yield s
     await s.close()
 
@@ -48,11 +57,11 @@ def rcpt(address: str, status: str = READY, queue: str = "Smarthost", when: floa
                         connector=connector, lease_owner=owner, lease_until=NOW + 60 if owner else None)
 
 
-async def test_submit_is_durable_across_reopen(store: Store, tmp_path: Path) -> None:
+async def test_submit_is_durable_across_reopen(store: Store, store_url: str) -> None:
     m = message(rcpt("bob@fabrikam.test"), body=b"Subject: x\r\n\r\n" + bytes(range(256)) * 100)
     await store.submit([m])
     await store.close()
-    reopened = await SqliteStore.open(tmp_path / "store" / "mailhop.db")
+    reopened = await open_url(store_url, "")
     try:
         assert await reopened.load_body(m.info.id) == m.body
         listed = await reopened.messages()

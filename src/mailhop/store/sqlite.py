@@ -1,256 +1,65 @@
 """The embedded store: one SQLite file in WAL mode, durable on every commit.
 
-Writes go through one writer thread that batches whatever is waiting into one
-transaction and one fsync (group commit): under load, many SMTP sessions' messages
-share a commit, and each caller's future resolves only after that commit is on
-disk (``synchronous=FULL``).  Each operation runs in a savepoint, so one failing
-operation does not undo the others of its batch.  Reads that may be large (bodies)
-or slow (queue views) go through a second thread with its own connection; WAL
-lets them run beside the writer.  Other processes (the CLI) open the same file
-and wait for the lock (``busy_timeout``).
-
-Failures of SQLite (I/O error, disk full, lock timeout) become ``StoreError``.
+``synchronous=FULL``: the WAL is fsync'd at every commit, so a committed message
+survives a crash of the process or of the machine (NORMAL would not be durable in
+WAL mode).  Other processes (the CLI) open the same file and wait for the write
+lock (``busy_timeout``).  The SQL itself lives in ``store.sql``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
 import os
-import queue
 import sqlite3
-import threading
-from collections.abc import Callable, Sequence
-from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar
 
-from mailhop.errors import ConflictError, NotFoundError, StoreError
-from mailhop.model.connector import SendConnector, from_exchange, to_exchange
-from mailhop.model.message import (
-    ACTIVE,
-    FINAL,
-    Claim,
-    MessageInfo,
-    NewMessage,
-    RecipientRow,
-    RecordBatch,
-)
-from mailhop.model.route import POISON_QUEUE, SUBMISSION_QUEUE, UNDEFINED, UNREACHABLE_QUEUE
-from mailhop.smtp.replies import POISON as POISON_REPLY
-from mailhop.store.base import QueueState, QueueSummary, ServerInfo
+from mailhop.errors import StoreError
+from mailhop.store.sql import Conn, SqlStore
 
-T = TypeVar("T")
-_Op = Callable[[sqlite3.Connection], Any]
-
-BATCH_LIMIT = 512
 BUSY_TIMEOUT_MS = 15000
 
-_MESSAGE_COLUMNS = (
-    "id", "sender", "received_at", "size", "origin_server", "expires_at", "delay_at",
-    "message_id", "subject", "client_ip", "client_hostname", "receive_connector",
-    "auth_user", "kind", "smtputf8", "eight_bit", "crash_count",
-)
-_RECIPIENT_COLUMNS = (
-    "id", "message_id", "address", "status", "queue", "delivery_type", "next_hop",
-    "next_attempt_at", "connector", "attempts", "last_error", "lease_owner",
-)
 
+class SqliteDialect:
+    name = "sqlite"
+    least = "MIN"
+    for_update = ""  # the writer thread and SQLite's write lock already serialize claims
 
-def _migrations() -> list[tuple[int, str]]:
-    folder = resources.files("mailhop.store").joinpath("migrations", "sqlite")
-    out = []
-    for entry in folder.iterdir():
-        if entry.name.endswith(".sql"):
-            out.append((int(entry.name.split("_", 1)[0]), entry.read_text(encoding="utf-8")))
-    return sorted(out)
-
-
-def connect(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    conn.execute("PRAGMA journal_mode = WAL")
-    # FULL: the WAL is fsync'd at every commit, so a committed message survives a crash
-    # of the process or of the machine.  NORMAL would not be durable in WAL mode.
-    conn.execute("PRAGMA synchronous = FULL")
-    conn.execute("PRAGMA foreign_keys = ON")
-    conn.row_factory = sqlite3.Row
-    return conn
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-class _DbThread:
-    """One connection owned by one thread; callers await results from the event loop."""
-
-    def __init__(self, path: Path, name: str, writer: bool) -> None:
-        self._path = path
-        self._writer = writer
-        self._queue: queue.SimpleQueue[tuple[_Op, asyncio.Future[Any], asyncio.AbstractEventLoop] | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-
-    def start(self) -> None:
-        self._thread.start()
-        self._ready.wait()
-        if self._error is not None:
-            raise StoreError(f"cannot open the store {self._path}: {self._error}")
-
-    async def call(self, op: Callable[[sqlite3.Connection], T]) -> T:
-        if not self._thread.is_alive():
-            raise StoreError(f"the store {self._path} is closed")
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-        self._queue.put((op, future, loop))
-        return await future
-
-    def stop(self) -> None:
-        if self._thread.is_alive():
-            self._queue.put(None)
-            self._thread.join()
-
-    def _run(self) -> None:
-        try:
-            conn = connect(self._path)
-        except sqlite3.Error as exc:
-            self._error = exc
-            self._ready.set()
-            return
-        self._ready.set()
-        stopping = False
-        while not stopping:
-            item = self._queue.get()
-            if item is None:
-                break
-            batch = [item]
-            while self._writer and len(batch) < BATCH_LIMIT:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    stopping = True
-                    break
-                batch.append(nxt)
-            self._execute(conn, batch)
-        conn.close()
-
-    def _execute(self, conn: sqlite3.Connection, batch: list[tuple[_Op, asyncio.Future[Any], asyncio.AbstractEventLoop]]) -> None:
-        results: list[tuple[Any, BaseException | None]] = []
-        try:
-            conn.execute("BEGIN IMMEDIATE" if self._writer else "BEGIN")
-            for op, _, _ in batch:
-                conn.execute("SAVEPOINT op")
-                try:
-                    results.append((op(conn), None))
-                    conn.execute("RELEASE op")
-                except Exception as exc:  # each op fails alone; the others of the batch commit
-                    conn.execute("ROLLBACK TO op")
-                    conn.execute("RELEASE op")
-                    results.append((None, _translate(exc)))
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            if conn.in_transaction:
-                try:
-                    conn.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
-            failure: BaseException = StoreError(f"store transaction failed: {exc}")
-            results = [(None, failure) for _ in batch]
-        for (_, future, loop), (result, error) in zip(batch, results, strict=True):
-            loop.call_soon_threadsafe(_resolve, future, result, error)
-
-
-def _translate(exc: Exception) -> BaseException:
-    if isinstance(exc, sqlite3.IntegrityError):
-        return ConflictError(str(exc))
-    if isinstance(exc, sqlite3.Error):
-        return StoreError(f"store operation failed: {exc}")
-    return exc
-
-
-def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
-    if future.done():
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)
-
-
-def _in(values: Sequence[Any]) -> str:
-    return ",".join("?" * len(values))
-
-
-def _message(row: sqlite3.Row) -> MessageInfo:
-    data = {k: row[k] for k in _MESSAGE_COLUMNS}
-    data["smtputf8"] = bool(data["smtputf8"])
-    data["eight_bit"] = bool(data["eight_bit"])
-    return MessageInfo(**data)
-
-
-def _recipient(row: sqlite3.Row) -> RecipientRow:
-    return RecipientRow(**{k: row[k] for k in _RECIPIENT_COLUMNS})
-
-
-def _insert_messages(conn: sqlite3.Connection, messages: Sequence[NewMessage]) -> None:
-    conn.executemany(
-        f"INSERT INTO messages ({','.join(_MESSAGE_COLUMNS)}) VALUES ({_in(_MESSAGE_COLUMNS)})",
-        [
-            (
-                m.info.id, m.info.sender, m.info.received_at, m.info.size, m.info.origin_server,
-                m.info.expires_at, m.info.delay_at, m.info.message_id, m.info.subject,
-                m.info.client_ip, m.info.client_hostname, m.info.receive_connector,
-                m.info.auth_user, m.info.kind, int(m.info.smtputf8), int(m.info.eight_bit),
-                m.info.crash_count,
-            )
-            for m in messages
-        ],
-    )
-    conn.executemany(
-        "INSERT INTO bodies (message_id, data) VALUES (?, ?)", [(m.info.id, m.body) for m in messages]
-    )
-    conn.executemany(
-        "INSERT INTO recipients (id, message_id, address, status, queue, connector, delivery_type, "
-        "next_hop, next_attempt_at, attempts, last_error, lease_owner, lease_until) "
-        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-        [
-            (
-                r.id, m.info.id, r.address, r.status, r.queue, r.connector, r.delivery_type, r.next_hop,
-                r.next_attempt_at, r.attempts, r.last_error, r.lease_owner, r.lease_until,
-            )
-            for m in messages
-            for r in m.recipients
-        ],
-    )
-    for m in messages:
-        _delete_if_done(conn, m.info.id)
-
-
-def _delete_if_done(conn: sqlite3.Connection, message_id: int) -> None:
-    conn.execute(
-        f"DELETE FROM messages WHERE id = ? AND NOT EXISTS (SELECT 1 FROM recipients "
-        f"WHERE message_id = ? AND status NOT IN ({_in(FINAL)}))",
-        (message_id, message_id, *FINAL),
-    )
-
-
-def _bump_config(conn: sqlite3.Connection) -> None:
-    conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'config_version'")
-
-
-class SqliteStore:
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._writer = _DbThread(path, "mailhop-store-writer", writer=True)
-        self._reader = _DbThread(path, "mailhop-store-reader", writer=False)
+
+    def connect(self) -> Conn:
+        conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.row_factory = sqlite3.Row
+        return conn  # type: ignore[return-value]
+
+    def begin(self, writer: bool) -> str:
+        return "BEGIN IMMEDIATE" if writer else "BEGIN"
+
+    def is_conflict(self, exc: BaseException) -> bool:
+        return isinstance(exc, sqlite3.IntegrityError)
+
+    def is_error(self, exc: BaseException) -> bool:
+        return isinstance(exc, sqlite3.Error)
+
+    def is_disconnect(self, exc: BaseException) -> bool:
+        return False
+
+    def schema_version(self, conn: Conn) -> int:
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone() is None:
+            return 0
+        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        if row is not None:
+            return int(row[0])
+        return int(conn.execute("PRAGMA user_version").fetchone()[0])  # stores made before meta held it
+
+
+class SqliteStore(SqlStore):
+    def __init__(self, path: Path) -> None:
+        super().__init__(SqliteDialect(path))
+        self.path = path
 
     @classmethod
     async def open(cls, path: Path) -> SqliteStore:
@@ -259,434 +68,14 @@ class SqliteStore:
         except OSError as exc:
             raise StoreError(f"cannot create {path.parent}: {exc.strerror}") from None
         store = cls(path)
-        store._writer.start()
-        try:
-            await store._writer.call(_migrate)
-            _fsync_dir(path.parent)
-            store._reader.start()
-        except BaseException:
-            store._writer.stop()
-            raise
+        await store._start()
+        _fsync_dir(path.parent)  # the new files' directory entries are durable too
         return store
 
-    async def close(self) -> None:
-        await asyncio.to_thread(self._writer.stop)
-        await asyncio.to_thread(self._reader.stop)
 
-    # --- send connectors ---------------------------------------------------------
-
-    async def list_connectors(self) -> list[SendConnector]:
-        def op(conn: sqlite3.Connection) -> list[SendConnector]:
-            rows = conn.execute("SELECT data FROM send_connectors ORDER BY name COLLATE NOCASE").fetchall()
-            return [from_exchange(json.loads(r["data"])) for r in rows]
-
-        return await self._reader.call(op)
-
-    async def get_connector(self, name: str) -> SendConnector:
-        return await self._reader.call(lambda conn: _get_connector(conn, name))
-
-    async def create_connector(self, connector: SendConnector, secret: str | None = None) -> None:
-        def op(conn: sqlite3.Connection) -> None:
-            if conn.execute("SELECT 1 FROM send_connectors WHERE name = ?", (connector.name,)).fetchone():
-                raise ConflictError(f"A send connector named '{connector.name}' already exists")
-            conn.execute(
-                "INSERT INTO send_connectors (guid, name, data, secret, changed_at) VALUES (?,?,?,?,strftime('%s','now'))",
-                (connector.guid, connector.name, json.dumps(to_exchange(connector)), secret),
-            )
-            _bump_config(conn)
-
-        await self._writer.call(op)
-
-    async def update_connector(
-        self, name: str, change: Callable[[SendConnector], SendConnector], secret: str | None = None
-    ) -> SendConnector:
-        def op(conn: sqlite3.Connection) -> SendConnector:
-            current = _get_connector(conn, name)
-            updated = change(current)
-            if updated.name.lower() != current.name.lower() and conn.execute(
-                "SELECT 1 FROM send_connectors WHERE name = ? AND guid != ?", (updated.name, current.guid)
-            ).fetchone():
-                raise ConflictError(f"A send connector named '{updated.name}' already exists")
-            conn.execute(
-                "UPDATE send_connectors SET name = ?, data = ?, secret = COALESCE(?, secret), "
-                "changed_at = strftime('%s','now') WHERE guid = ?",
-                (updated.name, json.dumps(to_exchange(updated)), secret, current.guid),
-            )
-            _bump_config(conn)
-            return updated
-
-        return await self._writer.call(op)
-
-    async def delete_connector(self, name: str) -> SendConnector:
-        def op(conn: sqlite3.Connection) -> SendConnector:
-            current = _get_connector(conn, name)
-            conn.execute("DELETE FROM send_connectors WHERE guid = ?", (current.guid,))
-            _bump_config(conn)
-            return current
-
-        return await self._writer.call(op)
-
-    async def connector_secret(self, guid: str) -> str | None:
-        def op(conn: sqlite3.Connection) -> str | None:
-            row = conn.execute("SELECT secret FROM send_connectors WHERE guid = ?", (guid,)).fetchone()
-            return row["secret"] if row else None
-
-        return await self._reader.call(op)
-
-    async def config_version(self) -> int:
-        def op(conn: sqlite3.Connection) -> int:
-            row = conn.execute("SELECT value FROM meta WHERE key = 'config_version'").fetchone()
-            return int(row["value"])
-
-        return await self._reader.call(op)
-
-    # --- messages ------------------------------------------------------------------
-
-    async def submit(self, messages: Sequence[NewMessage]) -> None:
-        await self._writer.call(lambda conn: _insert_messages(conn, messages))
-
-    async def claim(
-        self, owner: str, now: float, lease_until: float, limit: int,
-        connectors: Sequence[str] | None, queues_excluded: Sequence[str] = (),
-    ) -> list[Claim]:
-        def op(conn: sqlite3.Connection) -> list[Claim]:
-            where = ["r.status IN ('ready', 'retry')", "r.next_attempt_at <= ?",
-                     "r.queue NOT IN (SELECT queue FROM queues WHERE suspended = 1)"]
-            params: list[Any] = [now]
-            if connectors is not None:
-                where.append(f"(r.connector IS NULL OR r.connector IN ({_in(connectors)}))")
-                params.extend(connectors)
-            if queues_excluded:
-                where.append(f"r.queue NOT IN ({_in(queues_excluded)})")
-                params.extend(queues_excluded)
-            ids = [row[0] for row in conn.execute(
-                f"SELECT r.id FROM recipients r WHERE {' AND '.join(where)} "
-                "ORDER BY r.next_attempt_at LIMIT ?", (*params, limit),
-            )]
-            if not ids:
-                return []
-            conn.execute(
-                f"UPDATE recipients SET status = ?, lease_owner = ?, lease_until = ? WHERE id IN ({_in(ids)})",
-                (ACTIVE, owner, lease_until, *ids),
-            )
-            rows = [_recipient(r) for r in conn.execute(
-                f"SELECT * FROM recipients WHERE id IN ({_in(ids)}) ORDER BY id", ids)]
-            message_ids = sorted({r.message_id for r in rows})
-            infos = {m.id: m for m in (_message(r) for r in conn.execute(
-                f"SELECT * FROM messages WHERE id IN ({_in(message_ids)})", message_ids))}
-            claims: dict[int, Claim] = {}
-            for r in rows:
-                claims.setdefault(r.message_id, Claim(infos[r.message_id], [])).recipients.append(r)
-            return list(claims.values())
-
-        return await self._writer.call(op)
-
-    async def load_body(self, message_id: int) -> bytes:
-        def op(conn: sqlite3.Connection) -> bytes:
-            row = conn.execute("SELECT data FROM bodies WHERE message_id = ?", (message_id,)).fetchone()
-            if row is None:
-                raise NotFoundError(f"message {message_id} has no body in the store")
-            return bytes(row["data"])
-
-        return await self._reader.call(op)
-
-    async def record(self, batch: RecordBatch) -> None:
-        def op(conn: sqlite3.Connection) -> None:
-            if batch.outcomes:
-                conn.executemany(
-                    "UPDATE recipients SET status = :status, "
-                    "next_attempt_at = COALESCE(:next_attempt_at, next_attempt_at), "
-                    "last_error = COALESCE(:last_error, last_error), "
-                    "attempts = attempts + :attempted, lease_owner = NULL, lease_until = NULL, "
-                    "queue = COALESCE(:queue, queue), "
-                    "connector = CASE WHEN :clear_connector THEN NULL ELSE COALESCE(:connector, connector) END, "
-                    "delivery_type = COALESCE(:delivery_type, delivery_type), "
-                    "next_hop = COALESCE(:next_hop, next_hop) WHERE id = :recipient_id",
-                    [
-                        {
-                            "status": o.status, "next_attempt_at": o.next_attempt_at,
-                            "last_error": o.last_error, "attempted": int(o.attempted),
-                            "queue": o.queue, "connector": o.connector,
-                            "clear_connector": int(o.clear_connector),
-                            "delivery_type": o.delivery_type, "next_hop": o.next_hop,
-                            "recipient_id": o.recipient_id,
-                        }
-                        for o in batch.outcomes
-                    ],
-                )
-            if batch.delay_notified:
-                conn.execute(
-                    f"UPDATE messages SET delay_at = NULL WHERE id IN ({_in(batch.delay_notified)})",
-                    batch.delay_notified,
-                )
-            if batch.new_messages:
-                _insert_messages(conn, batch.new_messages)
-            touched = {row[0] for row in conn.execute(
-                f"SELECT DISTINCT message_id FROM recipients WHERE id IN ({_in([o.recipient_id for o in batch.outcomes])})",
-                [o.recipient_id for o in batch.outcomes],
-            )} if batch.outcomes else set()
-            for message_id in touched:
-                _delete_if_done(conn, message_id)
-
-        await self._writer.call(op)
-
-    async def release(self, owner: str, now: float) -> int:
-        def op(conn: sqlite3.Connection) -> int:
-            return conn.execute(
-                "UPDATE recipients SET status = CASE WHEN attempts > 0 THEN 'retry' ELSE 'ready' END, "
-                "lease_owner = NULL, lease_until = NULL, next_attempt_at = MIN(next_attempt_at, ?) "
-                "WHERE status = 'active' AND lease_owner = ?",
-                (now, owner),
-            ).rowcount
-
-        return await self._writer.call(op)
-
-    async def recover(self, server: str, incarnation: str, now: float) -> list[int]:
-        """Free leases of this server's dead incarnations and every expired lease.
-
-        Returns the ids of the messages whose recipients were freed.
-        """
-        def op(conn: sqlite3.Connection) -> list[int]:
-            cond = ("status = 'active' AND ((lease_owner LIKE ? ESCAPE '\\' AND lease_owner != ?) "
-                    "OR lease_until < ?)")
-            prefix = server.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "/%"
-            params = (prefix, incarnation, now)
-            ids = [r[0] for r in conn.execute(f"SELECT DISTINCT message_id FROM recipients WHERE {cond}", params)]
-            conn.execute(
-                "UPDATE recipients SET status = CASE WHEN attempts > 0 THEN 'retry' ELSE 'ready' END, "
-                f"lease_owner = NULL, lease_until = NULL, next_attempt_at = MIN(next_attempt_at, ?) WHERE {cond}",
-                (now, *params),
-            )
-            return ids
-
-        return await self._writer.call(op)
-
-    async def resubmit(self, live_connectors: Sequence[str], now: float) -> int:
-        """Send waiting recipients back to routing: Unreachable ones, and those of
-        connectors that were deleted or disabled (Exchange resubmits on such changes)."""
-        def op(conn: sqlite3.Connection) -> int:
-            stale = f"connector NOT IN ({_in(live_connectors)})" if live_connectors else "connector IS NOT NULL"
-            return conn.execute(
-                "UPDATE recipients SET queue = ?, connector = NULL, delivery_type = ?, next_hop = ?, "
-                f"next_attempt_at = ? WHERE status IN ('ready', 'retry') AND "
-                f"((connector IS NULL AND queue = ?) OR {stale})",
-                (SUBMISSION_QUEUE, UNDEFINED, SUBMISSION_QUEUE, now, UNREACHABLE_QUEUE, *live_connectors),
-            ).rowcount
-
-        return await self._writer.call(op)
-
-    async def next_due(self, connectors: Sequence[str] | None) -> float | None:
-        def op(conn: sqlite3.Connection) -> float | None:
-            sql = "SELECT MIN(next_attempt_at) FROM recipients WHERE status IN ('ready', 'retry')"
-            params: list[Any] = []
-            if connectors is not None:
-                sql += f" AND (connector IS NULL OR connector IN ({_in(connectors)}))"
-                params.extend(connectors)
-            row = conn.execute(sql, params).fetchone()
-            return None if row[0] is None else float(row[0])
-
-        return await self._reader.call(op)
-
-    # --- queues ----------------------------------------------------------------------
-
-    async def queue_states(self) -> list[QueueState]:
-        def op(conn: sqlite3.Connection) -> list[QueueState]:
-            return [
-                QueueState(
-                    queue=r["queue"], suspended=bool(r["suspended"]), retry_until=r["retry_until"],
-                    retry_count=r["retry_count"], first_retry_at=r["first_retry_at"],
-                    last_retry_at=r["last_retry_at"], last_error=r["last_error"],
-                )
-                for r in conn.execute("SELECT * FROM queues")
-            ]
-
-        return await self._reader.call(op)
-
-    async def set_queue_state(self, state: QueueState) -> None:
-        def op(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "INSERT INTO queues (queue, suspended, retry_until, retry_count, first_retry_at, "
-                "last_retry_at, last_error, changed_at) VALUES (?,?,?,?,?,?,?,strftime('%s','now')) "
-                "ON CONFLICT (queue) DO UPDATE SET suspended = excluded.suspended, "
-                "retry_until = excluded.retry_until, retry_count = excluded.retry_count, "
-                "first_retry_at = excluded.first_retry_at, last_retry_at = excluded.last_retry_at, "
-                "last_error = excluded.last_error, changed_at = excluded.changed_at",
-                (state.queue, int(state.suspended), state.retry_until, state.retry_count,
-                 state.first_retry_at, state.last_retry_at, state.last_error),
-            )
-
-        await self._writer.call(op)
-
-    async def messages(self, queue: str | None = None, limit: int = 1000) -> list[tuple[MessageInfo, list[RecipientRow]]]:
-        def op(conn: sqlite3.Connection) -> list[tuple[MessageInfo, list[RecipientRow]]]:
-            if queue is None:
-                ids = [r[0] for r in conn.execute("SELECT id FROM messages ORDER BY id LIMIT ?", (limit,))]
-            else:
-                ids = [r[0] for r in conn.execute(
-                    "SELECT DISTINCT message_id FROM recipients WHERE queue = ? COLLATE NOCASE "
-                    "ORDER BY message_id LIMIT ?", (queue, limit))]
-            if not ids:
-                return []
-            infos = {r["id"]: _message(r) for r in conn.execute(
-                f"SELECT * FROM messages WHERE id IN ({_in(ids)})", ids)}
-            rcpts: dict[int, list[RecipientRow]] = {}
-            for r in conn.execute(f"SELECT * FROM recipients WHERE message_id IN ({_in(ids)}) ORDER BY id", ids):
-                rcpts.setdefault(r["message_id"], []).append(_recipient(r))
-            return [(infos[i], rcpts.get(i, [])) for i in ids if i in infos]
-
-        return await self._reader.call(op)
-
-    async def get_message(self, message_id: int) -> tuple[MessageInfo, list[RecipientRow]]:
-        def op(conn: sqlite3.Connection) -> tuple[MessageInfo, list[RecipientRow]]:
-            row = conn.execute("SELECT * FROM messages WHERE id = ?", (message_id,)).fetchone()
-            if row is None:
-                raise NotFoundError(f"The message {message_id} was not found in any queue")
-            rcpts = [_recipient(r) for r in conn.execute(
-                "SELECT * FROM recipients WHERE message_id = ? ORDER BY id", (message_id,))]
-            return _message(row), rcpts
-
-        return await self._reader.call(op)
-
-    async def queue_summary(self) -> list[QueueSummary]:
-        def op(conn: sqlite3.Connection) -> list[QueueSummary]:
-            rows = conn.execute(
-                "SELECT queue, MAX(delivery_type) AS delivery_type, MAX(next_hop) AS next_hop, "
-                "MAX(connector) AS connector, COUNT(DISTINCT message_id) AS messages, "
-                "SUM(status = 'active') AS active, "
-                "MIN(CASE WHEN status IN ('ready', 'retry') THEN next_attempt_at END) AS next_at, "
-                "MAX(last_error) AS last_error FROM recipients "
-                f"WHERE status NOT IN ({_in(FINAL)}) GROUP BY queue ORDER BY queue", FINAL)
-            return [QueueSummary(r["queue"], r["delivery_type"], r["next_hop"], r["connector"], r["messages"],
-                                 r["active"] or 0, r["next_at"], r["last_error"]) for r in rows]
-
-        return await self._reader.call(op)
-
-    async def retry_queue(self, queue: str, now: float) -> int:
-        def op(conn: sqlite3.Connection) -> int:
-            conn.execute("UPDATE queues SET retry_until = NULL, changed_at = ? WHERE queue = ? COLLATE NOCASE",
-                         (now, queue))
-            return conn.execute(
-                "UPDATE recipients SET next_attempt_at = ? WHERE queue = ? COLLATE NOCASE "
-                "AND status IN ('ready', 'retry')", (now, queue)).rowcount
-
-        return await self._writer.call(op)
-
-    async def suspend_message(self, message_id: int) -> int:
-        def op(conn: sqlite3.Connection) -> int:
-            _require_message(conn, message_id)
-            return conn.execute(
-                "UPDATE recipients SET status = 'suspended' WHERE message_id = ? AND status IN ('ready', 'retry')",
-                (message_id,)).rowcount
-
-        return await self._writer.call(op)
-
-    async def resume_message(self, message_id: int, now: float) -> int:
-        """Resume a suspended message; a poison message goes back to routing (Exchange's Resume-Message)."""
-        def op(conn: sqlite3.Connection) -> int:
-            _require_message(conn, message_id)
-            conn.execute("UPDATE messages SET crash_count = 0 WHERE id = ? AND EXISTS (SELECT 1 FROM recipients "
-                         "WHERE message_id = ? AND status = 'poison')", (message_id, message_id))
-            return conn.execute(
-                "UPDATE recipients SET next_attempt_at = ?, "
-                "status = CASE WHEN attempts > 0 THEN 'retry' ELSE 'ready' END, "
-                "queue = CASE WHEN status = 'poison' THEN ? ELSE queue END, "
-                "delivery_type = CASE WHEN status = 'poison' THEN ? ELSE delivery_type END, "
-                "next_hop = CASE WHEN status = 'poison' THEN ? ELSE next_hop END, "
-                "connector = CASE WHEN status = 'poison' THEN NULL ELSE connector END "
-                "WHERE message_id = ? AND status IN ('suspended', 'poison')",
-                (now, SUBMISSION_QUEUE, UNDEFINED, SUBMISSION_QUEUE, message_id)).rowcount
-
-        return await self._writer.call(op)
-
-    async def remove_message(self, message_id: int, ndr: NewMessage | None = None) -> None:
-        def op(conn: sqlite3.Connection) -> None:
-            _require_message(conn, message_id)
-            conn.execute("DELETE FROM messages WHERE id = ?", (message_id,))
-            if ndr is not None:
-                _insert_messages(conn, [ndr])
-
-        await self._writer.call(op)
-
-    async def mark_crashed(self, message_ids: Sequence[int], threshold: int) -> list[int]:
-        """Count a crash against each message; those reaching ``threshold`` go to the Poison queue.
-
-        Returns the ids of the messages that became poison.
-        """
-        def op(conn: sqlite3.Connection) -> list[int]:
-            if not message_ids:
-                return []
-            conn.execute(f"UPDATE messages SET crash_count = crash_count + 1 WHERE id IN ({_in(message_ids)})",
-                         message_ids)
-            poisoned = [r[0] for r in conn.execute(
-                f"SELECT id FROM messages WHERE id IN ({_in(message_ids)}) AND crash_count >= ?",
-                (*message_ids, threshold))]
-            if poisoned:
-                conn.execute(
-                    f"UPDATE recipients SET status = 'poison', queue = ?, delivery_type = ?, next_hop = ?, "
-                    f"lease_owner = NULL, lease_until = NULL, last_error = ? WHERE message_id IN ({_in(poisoned)}) "
-                    f"AND status NOT IN ({_in(FINAL)})",
-                    (POISON_QUEUE, UNDEFINED, POISON_QUEUE, str(POISON_REPLY), *poisoned, *FINAL))
-            return poisoned
-
-        return await self._writer.call(op)
-
-    # --- servers ---------------------------------------------------------------------
-
-    async def heartbeat(self, server: ServerInfo, lease_until: float) -> None:
-        def op(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "INSERT INTO servers (name, incarnation, fqdn, state, started_at, heartbeat_at) "
-                "VALUES (?,?,?,?,?,?) ON CONFLICT (name) DO UPDATE SET incarnation = excluded.incarnation, "
-                "fqdn = excluded.fqdn, state = excluded.state, started_at = excluded.started_at, "
-                "heartbeat_at = excluded.heartbeat_at",
-                (server.name, server.incarnation, server.fqdn, server.state, server.started_at, server.heartbeat_at),
-            )
-            conn.execute(
-                "UPDATE recipients SET lease_until = ? WHERE status = 'active' AND lease_owner = ?",
-                (lease_until, server.incarnation),
-            )
-
-        await self._writer.call(op)
-
-    async def servers(self) -> list[ServerInfo]:
-        def op(conn: sqlite3.Connection) -> list[ServerInfo]:
-            return [ServerInfo(**dict(r)) for r in conn.execute("SELECT * FROM servers ORDER BY name")]
-
-        return await self._reader.call(op)
-
-
-def _require_message(conn: sqlite3.Connection, message_id: int) -> None:
-    if conn.execute("SELECT 1 FROM messages WHERE id = ?", (message_id,)).fetchone() is None:
-        raise NotFoundError(f"The message {message_id} was not found in any queue")
-
-
-def _get_connector(conn: sqlite3.Connection, name: str) -> SendConnector:
-    row = conn.execute(
-        "SELECT data FROM send_connectors WHERE name = ? OR guid = ?", (name.strip(), name.strip())
-    ).fetchone()
-    if row is None:
-        raise NotFoundError(f"The send connector '{name}' was not found")
-    return from_exchange(json.loads(row["data"]))
-
-
-def _migrate(conn: sqlite3.Connection) -> None:
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    for number, sql in _migrations():
-        if number > version:
-            for statement in _split_sql(sql):
-                conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {number}")
-
-
-def _split_sql(sql: str) -> list[str]:
-    statements, current = [], ""
-    for line in sql.splitlines():
-        if line.strip().startswith("--"):
-            continue
-        current += line + "\n"
-        if sqlite3.complete_statement(current):
-            statements.append(current.strip())
-            current = ""
-    if current.strip():
-        statements.append(current.strip())
-    return statements
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
