@@ -98,7 +98,8 @@ class Service:
                     tls_context=tls_context,
                     require_tls=rc.require_tls,
                     auth_enabled=rc.auth and tls_context is not None,
-                ), protocol_log=receive_trace(receive_log, rc.name) if rc.protocol_logging_level == "Verbose" else None)
+                ), protocol_log=receive_trace(receive_log, rc.name) if rc.protocol_logging_level == "Verbose" else None,
+                   accepting=lambda: not (self.scheduler and self.scheduler.draining))
                 host, port = split_hostport(rc.bind)
                 await server.start(host, port)
                 self.listeners.append((rc.name, server))

@@ -104,13 +104,15 @@ def serve(ctx: Context, name: str | None, fqdn: str | None, data_dir: str | None
 
 
 def _register() -> None:
-    from mailhop.cli import connector, queue, route, track, user
+    from mailhop.cli import connector, queue, route, server, track, user
 
     cli.add_command(connector.connector)
     cli.add_command(route.route)
     cli.add_command(queue.queue)
     cli.add_command(track.track)
     cli.add_command(user.user)
+    cli.add_command(server.server)
+    cli.add_command(server.db)
 
 
 _register()

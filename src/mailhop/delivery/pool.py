@@ -298,8 +298,12 @@ class DeliveryPool:
                     if self.connections >= self.settings.max_outbound_connections:
                         break
 
-    def pending(self) -> list[Job]:
-        return [job for hop in self.hops.values() for job in hop.jobs]
+    def take_pending(self) -> list[Job]:
+        """Remove and return the jobs no worker has started."""
+        jobs = [job for hop in self.hops.values() for job in hop.jobs]
+        for hop in self.hops.values():
+            hop.jobs.clear()
+        return jobs
 
     async def stop(self, grace: float) -> list[Job]:
         """Stop taking jobs; wait ``grace`` for deliveries in flight; return jobs never started."""

@@ -84,6 +84,10 @@ class Scheduler:
         )
         self.in_flight = 0
         self.stopping = False
+        self.draining = False  # an administrator asked this server to hand its work to the others
+        # (peers, my index): live servers sharing connectors with this one split the due mail
+        # by message id, so that work spreads over them instead of going to whoever polls first.
+        self.share: tuple[int, int] | None = None
         self.journal = CrashJournal(s.data_dir / f"inflight-{s.server.name}.journal")
         # Messages that were in flight at a crash are delivered one at a time, so that a
         # second crash points at the message that causes it (and only that one goes to Poison).
@@ -150,7 +154,7 @@ class Scheduler:
     # --- in-memory hand-off from submission -------------------------------------------------
 
     def can_take(self) -> bool:
-        return not self.stopping and self.in_flight < self.rt.settings.queue.max_in_memory
+        return not (self.stopping or self.draining) and self.in_flight < self.rt.settings.queue.max_in_memory
 
     def hand_off(self, claim: Claim) -> bool:
         """Deliver a just-committed message whose recipients are already leased to us."""
@@ -168,11 +172,12 @@ class Scheduler:
             self._wake.clear()
             room = rt.settings.queue.max_in_memory - self.in_flight
             claimed = 0
-            if room > 0:
+            if room > 0 and not self.draining:
                 limit = min(room, CLAIM_BATCH)
                 try:
                     now = rt.clock()
-                    claims = await rt.store.claim(rt.owner, now, rt.lease_until, limit, rt.my_connectors())
+                    claims = await rt.store.claim(rt.owner, now, rt.lease_until, limit, rt.my_connectors(),
+                                                  share=self.share, stale_before=now - 2 * poll)
                 except MailhopError as exc:
                     log.error("claiming due mail failed: %s", exc)
                     claims = []
@@ -182,6 +187,8 @@ class Scheduler:
                     except Exception:
                         log.exception("processing message %s failed", claim.message.id)
                 claimed = len(claims)
+                if claimed:
+                    log.debug("claimed %d message(s) (share %s)", claimed, self.share)
                 if claimed >= limit:
                     continue
             timeout = poll
@@ -204,6 +211,7 @@ class Scheduler:
         rt = self.rt
         version = await rt.store.config_version()
         rt.queue_states = {q.queue.lower(): q for q in await rt.store.queue_states()}
+        await self._follow_requested_state()
         if version == self._config_version and not force:
             return
         self._config_version = version
@@ -215,12 +223,54 @@ class Scheduler:
             log.info("send connectors changed (version %d); %d recipient(s) resubmitted", version, moved)
         self.wake()
 
+    async def _follow_requested_state(self) -> None:
+        """Drain or resume when an administrator asks (``mailhop server drain|resume``)."""
+        rt = self.rt
+        servers = await rt.store.servers()
+        self.share = self._share(servers)
+        me = next((s for s in servers if s.name.lower() == rt.server_name.lower()), None)
+        draining = me is not None and (me.requested_state or "").lower() == "draining"
+        if draining == self.draining:
+            return
+        self.draining = draining
+        if draining:
+            # Jobs not yet started go back to the shared queues; deliveries in flight finish.
+            pending = self.pool.take_pending()
+            now = rt.clock()
+            batch = RecordBatch([Outcome(r.id, RETRY if r.attempts else READY, next_attempt_at=now)
+                                 for job in pending for r in job.claim.recipients])
+            for job in pending:
+                self.journal.end(job.claim.message.id)
+            self._spawn_record(batch, jobs=len(pending))
+            log.warning("draining: not accepting or claiming mail; %d message(s) handed back", len(pending))
+        else:
+            log.warning("resumed: accepting and delivering mail again")
+        await self._heartbeat(self.state)
+
+    def _share(self, servers: list[ServerInfo]) -> tuple[int, int] | None:
+        rt = self.rt
+        now = rt.clock()
+        mine = set(rt.my_connectors())
+        if not mine:
+            return None
+        peers = sorted({
+            s.name.lower() for s in servers
+            if s.state == "Active" and s.requested_state is None
+            and now - s.heartbeat_at <= rt.settings.cluster.lease_timeout
+            and any(c.guid in mine and c.is_source(s.name) for c in rt.router.connectors)
+        } | {rt.server_name.lower()})
+        return (len(peers), peers.index(rt.server_name.lower())) if len(peers) > 1 else None
+
+    @property
+    def state(self) -> str:
+        return "Draining" if self.draining else "Active"
+
     async def _heartbeat_loop(self) -> None:
         rt = self.rt
         while not self.stopping:
             await asyncio.sleep(rt.settings.cluster.heartbeat_interval)
             try:
-                await self._heartbeat("Active")
+                await self._heartbeat(self.state)
                 if await rt.store.recover(rt.server_name, rt.owner, rt.clock()):
                     self.wake()
             except MailhopError as exc:

@@ -246,7 +246,9 @@ def parse_params(text: str) -> dict[str, str | None] | None:
 
 
 class SMTPServer:
-    def __init__(self, handler: Handler, options: ServerOptions, protocol_log: ProtocolLog | None = None) -> None:
+    def __init__(self, handler: Handler, options: ServerOptions, protocol_log: ProtocolLog | None = None,
+                 accepting: Callable[[], bool] | None = None) -> None:
+        self.accepting = accepting  # False while the server is drained: new sessions get 421
         self.handler = handler
         self.options = options
         self.protocol_log = protocol_log
@@ -269,8 +271,10 @@ class SMTPServer:
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
-        if self.closing or len(self._sessions) >= self.options.max_connections:
-            reply = SHUTTING_DOWN if self.closing else Reply(421, "4.3.2", "Too many connections, try again later")
+        drained = self.accepting is not None and not self.accepting()
+        if self.closing or drained or len(self._sessions) >= self.options.max_connections:
+            reply = (SHUTTING_DOWN if self.closing or drained
+                     else Reply(421, "4.3.2", "Too many connections, try again later"))
             writer.write(reply.wire())
             with contextlib.suppress(ConnectionError):
                 await writer.drain()

@@ -251,6 +251,13 @@ def _in(values: Sequence[Any]) -> str:
     return ",".join("?" * len(values))
 
 
+def _connector_filter(column: str, connectors: Sequence[str]) -> str:
+    """Recipients waiting for routing (no connector) or for one of ``connectors``."""
+    if not connectors:  # "IN ()" is not SQL everywhere
+        return f"{column} IS NULL"
+    return f"({column} IS NULL OR {column} IN ({_in(connectors)}))"
+
+
 def _message(row: Row) -> MessageInfo:
     data = {k: row[k] for k in _MESSAGE_COLUMNS}
     data["smtputf8"] = bool(data["smtputf8"])
@@ -404,13 +411,20 @@ class SqlStore:
     async def claim(
         self, owner: str, now: float, lease_until: float, limit: int,
         connectors: Sequence[str] | None, queues_excluded: Sequence[str] = (),
+        share: tuple[int, int] | None = None, stale_before: float = 0.0,
     ) -> list[Claim]:
         def op(conn: Conn) -> list[Claim]:
             where = ["r.status IN ('ready', 'retry')", "r.next_attempt_at <= ?",
                      "r.queue NOT IN (SELECT queue FROM queues WHERE suspended = 1)"]
             params: list[Any] = [now]
+            if share is not None and share[0] > 1:
+                # This server's share of the messages, by the millisecond the id was made in
+                # (ids are milliseconds << 22 | a counter, and the counter's parity repeats);
+                # anything left waiting too long is anyone's.
+                where.append("((r.message_id / 4194304) % ? = ? OR r.next_attempt_at <= ?)")
+                params.extend((share[0], share[1], stale_before))
             if connectors is not None:
-                where.append(f"(r.connector IS NULL OR r.connector IN ({_in(connectors)}))")
+                where.append(_connector_filter("r.connector", connectors))
                 params.extend(connectors)
             if queues_excluded:
                 where.append(f"r.queue NOT IN ({_in(queues_excluded)})")
@@ -530,7 +544,7 @@ class SqlStore:
             sql = "SELECT MIN(next_attempt_at) FROM recipients WHERE status IN ('ready', 'retry')"
             params: list[Any] = []
             if connectors is not None:
-                sql += f" AND (connector IS NULL OR connector IN ({_in(connectors)}))"
+                sql += " AND " + _connector_filter("connector", connectors)
                 params.extend(connectors)
             row = conn.execute(sql, params).fetchone()
             return None if row[0] is None else float(row[0])
@@ -567,14 +581,16 @@ class SqlStore:
 
         await self._writer.call(op)
 
-    async def messages(self, queue: str | None = None, limit: int = 1000) -> list[tuple[MessageInfo, list[RecipientRow]]]:
+    async def messages(self, queue: str | None = None, limit: int = 1000,
+                       after: int = 0) -> list[tuple[MessageInfo, list[RecipientRow]]]:
         def op(conn: Conn) -> list[tuple[MessageInfo, list[RecipientRow]]]:
             if queue is None:
-                ids = [r[0] for r in conn.execute("SELECT id FROM messages ORDER BY id LIMIT ?", (limit,))]
+                ids = [r[0] for r in conn.execute(
+                    "SELECT id FROM messages WHERE id > ? ORDER BY id LIMIT ?", (after, limit))]
             else:
                 ids = [r[0] for r in conn.execute(
-                    "SELECT DISTINCT message_id FROM recipients WHERE lower(queue) = lower(?) "
-                    "ORDER BY message_id LIMIT ?", (queue, limit))]
+                    "SELECT DISTINCT message_id FROM recipients WHERE lower(queue) = lower(?) AND message_id > ? "
+                    "ORDER BY message_id LIMIT ?", (queue, after, limit))]
             if not ids:
                 return []
             infos = {r["id"]: _message(r) for r in conn.execute(
@@ -698,9 +714,27 @@ class SqlStore:
 
         await self._writer.call(op)
 
+    async def request_server_state(self, name: str, state: str | None) -> ServerInfo:
+        def op(conn: Conn) -> ServerInfo:
+            row = conn.execute("SELECT * FROM servers WHERE lower(name) = lower(?)", (name,)).fetchone()
+            if row is None:
+                raise NotFoundError(f"The transport server '{name}' has never run with this store")
+            conn.execute("UPDATE servers SET requested_state = ? WHERE name = ?", (state, row["name"]))
+            return ServerInfo(**{**dict(zip(row.keys(), row, strict=True)), "requested_state": state})
+
+        return await self._writer.call(op)
+
+    async def active_by_owner(self) -> dict[str, int]:
+        def op(conn: Conn) -> dict[str, int]:
+            return {r[0]: int(r[1]) for r in conn.execute(
+                "SELECT lease_owner, COUNT(*) FROM recipients WHERE status = 'active' GROUP BY lease_owner")}
+
+        return await self._reader.call(op)
+
     async def servers(self) -> list[ServerInfo]:
         def op(conn: Conn) -> list[ServerInfo]:
-            return [ServerInfo(**dict(r)) for r in conn.execute("SELECT * FROM servers ORDER BY name")]
+            return [ServerInfo(**dict(zip(r.keys(), r, strict=True)))
+                    for r in conn.execute("SELECT * FROM servers ORDER BY name")]
 
         return await self._reader.call(op)
 
