@@ -276,6 +276,20 @@ class CertificateSettings(_Section):
     key_file: Path
 
 
+class AdminSettings(_Section):
+    # The REST API and web console; loopback by default, and every request needs a token.
+    enabled: bool = True
+    bind: str = "127.0.0.1:8025"
+    # How long a browser session lasts after signing in with a token.
+    session_lifetime: Duration = 8 * 3600.0
+
+    @field_validator("bind")
+    @classmethod
+    def _bind(cls, v: str) -> str:
+        split_hostport(v)
+        return v
+
+
 class ClusterSettings(_Section):
     # A lease not renewed for this long belongs to a dead server; another takes its mail.
     lease_timeout: Duration = 60.0
@@ -292,6 +306,7 @@ class Settings(_Section):
     protocol_log: ProtocolLogSettings = Field(default_factory=ProtocolLogSettings)
     cluster: ClusterSettings = Field(default_factory=ClusterSettings)
     tls: TlsSettings = Field(default_factory=TlsSettings)
+    admin: AdminSettings = Field(default_factory=AdminSettings)
     certificates: list[CertificateSettings] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -327,7 +342,7 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
     sections = {
         "server": ServerSettings, "queue": QueueSettings, "delivery": DeliverySettings, "dns": DnsSettings,
         "tracking": TrackingSettings, "cluster": ClusterSettings, "protocol_log": ProtocolLogSettings,
-        "tls": TlsSettings,
+        "tls": TlsSettings, "admin": AdminSettings,
     }
     for section, model in sections.items():
         for key, info in model.model_fields.items():  # type: ignore[attr-defined]

@@ -19,6 +19,9 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from mailhop.admin.api import AdminContext
+from mailhop.admin.auth import Sessions
+from mailhop.admin.server import AdminServer
 from mailhop.config import ReceiveConnectorSettings, Settings, split_hostport
 from mailhop.delivery.dns import DnsResolver
 from mailhop.delivery.tls import TlsPolicy
@@ -65,6 +68,7 @@ class Service:
     scheduler: Scheduler | None = None
     listeners: list[tuple[str, SMTPServer]] = field(default_factory=list)
     logs: list[ProtocolLog] = field(default_factory=list)
+    admin: AdminServer | None = None
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _stopped: bool = False
 
@@ -104,6 +108,10 @@ class Service:
                 await server.start(host, port)
                 self.listeners.append((rc.name, server))
                 log.info("%s: receive connector '%s' listening on %s", s.server.name, rc.name, rc.bind)
+            if s.admin.enabled:
+                self.admin = AdminServer(AdminContext(s, rt, Sessions(s.admin.session_lifetime)))
+                await self.admin.start()
+                log.info("%s: admin API and console on http://%s/", s.server.name, s.admin.bind)
         except (OSError, MailhopError):
             await self.stop()
             raise
@@ -113,6 +121,8 @@ class Service:
             return
         self._stopped = True
         grace = self.settings.server.shutdown_timeout
+        if self.admin is not None:
+            await self.admin.stop()
         await asyncio.gather(*(server.stop(grace) for _, server in self.listeners))
         if self.scheduler is not None:
             await self.scheduler.stop(grace)

@@ -59,6 +59,7 @@ class Mailhop:
             "queue": {"glitch_retry_interval": "1s", "transient_retry_interval": "1s",
                       "message_retry_interval": "1s", "retry_jitter": 0},
             "delivery": {"connect_timeout": "5s", "command_timeout": "30s", "connection_cache_time": "1s"},
+            "admin": {"bind": f"127.0.0.1:{free_port()}"},
         }
         for key, value in sections.items():
             if isinstance(value, dict) and isinstance(config.get(key), dict):

@@ -329,15 +329,26 @@ PROPERTY_BY_EXCHANGE = {p.exchange.lower(): p for p in PROPERTIES}
 
 
 def _property(key: str) -> Property:
-    prop = PROPERTY_BY_EXCHANGE.get(key.replace("-", "").lower())
+    prop = PROPERTY_BY_EXCHANGE.get(str(key).replace("-", "").lower())
     if prop is None:
         raise ValidationError(f"'{key}' is not a send connector property")
     return prop
 
 
+def _parse(key: str, value: Any) -> tuple[str, Any]:
+    """(attribute, parsed value); a value of the wrong shape (a JSON object, say) is a ValidationError."""
+    prop = _property(key)
+    try:
+        return prop.attr, prop.parse(value)
+    except ValidationError:
+        raise
+    except (TypeError, ValueError, AttributeError):
+        raise ValidationError(f"{prop.exchange}: {value!r} is not a valid value") from None
+
+
 def new_connector(values: Mapping[str, Any], default_server: str) -> SendConnector:
     """Create a connector from Exchange-named values, with Exchange's defaults by usage."""
-    given = {_property(k).attr: _property(k).parse(v) for k, v in values.items() if v is not None}
+    given = dict(_parse(k, v) for k, v in values.items() if v is not None)
     if "name" not in given:
         raise ValidationError("Name: a connector name is required")
     if "address_spaces" not in given:
@@ -359,10 +370,10 @@ def update_connector(connector: SendConnector, values: Mapping[str, Any]) -> Sen
     """Apply Set-SendConnector-style changes; Usage and Guid cannot change."""
     changes: dict[str, Any] = {}
     for key, value in values.items():
-        prop = _property(key)
-        if not prop.settable:
-            raise ValidationError(f"{prop.exchange} can only be chosen when the connector is created")
-        changes[prop.attr] = prop.parse(value)
+        if not _property(key).settable:
+            raise ValidationError(f"{_property(key).exchange} can only be chosen when the connector is created")
+        attr, parsed = _parse(key, value)
+        changes[attr] = parsed
     updated = dataclasses.replace(connector, **changes)
     validate(updated)
     return updated
@@ -439,7 +450,7 @@ def from_exchange(data: Mapping[str, Any]) -> SendConnector:
     values = {k: v for k, v in data.items() if k.lower() not in ("identity", "guid")}
     if "Name" not in values and "Identity" in data:
         values["Name"] = data["Identity"]
-    given = {_property(k).attr: _property(k).parse(v) for k, v in values.items() if k.replace("-", "").lower() in PROPERTY_BY_EXCHANGE}
+    given = dict(_parse(k, v) for k, v in values.items() if k.replace("-", "").lower() in PROPERTY_BY_EXCHANGE)
     if data.get("Guid"):
         given["guid"] = str(data["Guid"])
     connector = SendConnector(**given)

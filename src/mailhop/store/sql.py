@@ -38,7 +38,7 @@ from mailhop.model.message import (
 )
 from mailhop.model.route import POISON_QUEUE, SUBMISSION_QUEUE, UNDEFINED, UNREACHABLE_QUEUE
 from mailhop.smtp.replies import POISON as POISON_REPLY
-from mailhop.store.base import QueueState, QueueSummary, ServerInfo
+from mailhop.store.base import AdminToken, QueueState, QueueSummary, ServerInfo
 
 T = TypeVar("T")
 _Op = Callable[["Conn"], Any]
@@ -723,6 +723,40 @@ class SqlStore:
             return ServerInfo(**{**dict(zip(row.keys(), row, strict=True)), "requested_state": state})
 
         return await self._writer.call(op)
+
+    # --- admin API tokens ---------------------------------------------------------------
+
+    async def create_token(self, name: str, token_hash: str, read_only: bool) -> AdminToken:
+        def op(conn: Conn) -> AdminToken:
+            if conn.execute("SELECT 1 FROM admin_tokens WHERE lower(name) = lower(?)", (name,)).fetchone():
+                raise ConflictError(f"A token named '{name}' already exists")
+            now = time.time()
+            conn.execute("INSERT INTO admin_tokens (name, token_hash, read_only, created_at) VALUES (?,?,?,?)",
+                         (name, token_hash, int(read_only), now))
+            return AdminToken(name, read_only, now)
+
+        return await self._writer.call(op)
+
+    async def tokens(self) -> list[AdminToken]:
+        def op(conn: Conn) -> list[AdminToken]:
+            return [AdminToken(r["name"], bool(r["read_only"]), r["created_at"])
+                    for r in conn.execute("SELECT * FROM admin_tokens ORDER BY lower(name)")]
+
+        return await self._reader.call(op)
+
+    async def delete_token(self, name: str) -> None:
+        def op(conn: Conn) -> None:
+            if conn.execute("DELETE FROM admin_tokens WHERE lower(name) = lower(?)", (name,)).rowcount == 0:
+                raise NotFoundError(f"There is no token named '{name}'")
+
+        await self._writer.call(op)
+
+    async def token_by_hash(self, token_hash: str) -> AdminToken | None:
+        def op(conn: Conn) -> AdminToken | None:
+            r = conn.execute("SELECT * FROM admin_tokens WHERE token_hash = ?", (token_hash,)).fetchone()
+            return AdminToken(r["name"], bool(r["read_only"]), r["created_at"]) if r else None
+
+        return await self._reader.call(op)
 
     async def active_by_owner(self) -> dict[str, int]:
         def op(conn: Conn) -> dict[str, int]:

@@ -1,0 +1,326 @@
+"""The admin REST API (FastAPI): the CLI's resources over HTTP, keyed by Exchange's names.
+
+Every route calls the same functions as the ``mailhop`` command (model.connector,
+queue.admin, queue.servers, tracking.search, routing, headers.analyzer), so the two
+cannot disagree on a rule or a message.  Every request needs a token (``Authorization:
+Bearer ...``) or a browser session made from one; read-only tokens may only read;
+requests made with the session cookie that change something must carry the session's
+``X-CSRF-Token``.  Errors are JSON ``{"detail": "..."}``: 400 invalid input, 401 no
+valid token, 403 not allowed, 404 not found, 409 conflict, 503 the store failed.
+The OpenAPI document is served at ``/api/openapi.json``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Body, Depends, FastAPI, Query, Request, Response
+from fastapi import Path as ApiPath
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
+
+from mailhop.admin.auth import Principal, Sessions, csrf_ok, token_hash
+from mailhop.admin.dashboard import dashboard
+from mailhop.config import Settings
+from mailhop.errors import ConflictError, MailhopError, NotFoundError, StoreError, ValidationError
+from mailhop.model.connector import new_connector, to_exchange, update_connector
+from mailhop.queue import admin as queues
+from mailhop.queue import servers
+from mailhop.queue.runtime import Runtime
+from mailhop.routing.router import Router
+from mailhop.tracking.log import tracking_dir
+from mailhop.tracking.search import Query as TrackQuery
+from mailhop.tracking.search import parse_time, search
+
+STATIC = Path(__file__).parent / "static"
+COOKIE = "mailhop_session"
+JSON = dict[str, Any]
+
+
+class ErrorBody(BaseModel):
+    detail: str
+
+
+class Login(BaseModel):
+    token: str = Field(min_length=1, max_length=200)
+
+
+class HeaderText(BaseModel):
+    headers: str = Field(min_length=1, max_length=1_000_000)
+
+
+_MessageId = ApiPath(ge=0, le=2**63 - 1)
+
+
+class ApiError(Exception):
+    """An HTTP error of the API's own (auth), answered as ``{"detail": ...}``."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody, "description": text}
+    for code, text in ((400, "Invalid input"), (401, "No valid token"), (403, "Not allowed"),
+                       (404, "Not found"), (409, "Conflict"), (503, "The store failed"))
+}
+
+
+@dataclass
+class AdminContext:
+    settings: Settings
+    runtime: Runtime
+    sessions: Sessions
+
+    @property
+    def store(self) -> Any:
+        return self.runtime.store
+
+
+def _status(exc: MailhopError) -> int:
+    if isinstance(exc, NotFoundError):
+        return 404
+    if isinstance(exc, ConflictError):
+        return 409
+    if isinstance(exc, StoreError):
+        return 503
+    return 400
+
+
+async def principal(request: Request) -> Principal:
+    ctx: AdminContext = request.app.state.ctx
+    header = request.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        found = await ctx.store.token_by_hash(token_hash(header[7:].strip()))
+        if found is not None:
+            return Principal(found.name, found.read_only)
+    sid = request.cookies.get(COOKIE)
+    if sid:
+        session = ctx.sessions.get(sid)
+        # A session lives only as long as the token it was opened with.
+        if session is not None and any(t.name == session.name for t in await ctx.store.tokens()):
+            return session
+    raise ApiError(401, "A valid token is required (Authorization: Bearer <token>)")
+
+
+async def writer(request: Request, who: Annotated[Principal, Depends(principal)]) -> Principal:
+    if who.read_only:
+        raise ApiError(403, f"The token '{who.name}' is read-only")
+    if not csrf_ok(who, request.headers.get("x-csrf-token")):
+        raise ApiError(403, "Missing or wrong X-CSRF-Token for this session")
+    return who
+
+
+Reader = Annotated[Principal, Depends(principal)]
+Writer = Annotated[Principal, Depends(writer)]
+
+
+def create_app(ctx: AdminContext) -> FastAPI:
+    app = FastAPI(title="mailhop admin API", version="1", openapi_url="/api/openapi.json",
+                  docs_url=None, redoc_url=None)
+
+    @app.exception_handler(MailhopError)
+    async def mailhop_error(request: Request, exc: MailhopError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=_status(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        message = first.get("msg", "invalid request")
+        if not where and first.get("type") in ("dict_type", "model_attributes_type", "json_invalid"):
+            message = "the request body must be a JSON object (Content-Type: application/json)"
+        return JSONResponse({"detail": f"{where}: {message}" if where else message}, status_code=400)
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status)
+
+    app.state.ctx = ctx
+    api = "/api"
+
+    # --- session (browser sign-in) ------------------------------------------------------
+
+    @app.post(f"{api}/session", responses=ERRORS, tags=["session"])
+    async def sign_in(login: Login, response: Response) -> JSON:
+        found = await ctx.store.token_by_hash(token_hash(login.token))
+        if found is None:
+            raise ApiError(401, "This token is not valid")
+        session = ctx.sessions.open(found.name, found.read_only)
+        response.set_cookie(COOKIE, session.session or "", httponly=True, samesite="strict", path="/",
+                            max_age=int(ctx.sessions.lifetime))
+        return {"Name": found.name, "ReadOnly": found.read_only, "CsrfToken": session.csrf}
+
+    @app.get(f"{api}/session", responses=ERRORS, tags=["session"])
+    async def whoami(who: Reader) -> JSON:
+        return {"Name": who.name, "ReadOnly": who.read_only, "CsrfToken": who.csrf}
+
+    @app.delete(f"{api}/session", responses=ERRORS, tags=["session"])
+    async def sign_out(request: Request, response: Response, who: Reader) -> JSON:
+        if who.session:
+            ctx.sessions.close(who.session)
+        response.delete_cookie(COOKIE, path="/")
+        return {"SignedOut": True}
+
+    # --- send connectors ----------------------------------------------------------------
+
+    @app.get(f"{api}/connectors", responses=ERRORS, tags=["send connectors"])
+    async def list_connectors(who: Reader) -> list[JSON]:
+        return [to_exchange(c) for c in await ctx.store.list_connectors()]
+
+    @app.get(f"{api}/connectors/{{name}}", responses=ERRORS, tags=["send connectors"])
+    async def get_connector(name: str, who: Reader) -> JSON:
+        return to_exchange(await ctx.store.get_connector(name))
+
+    @app.post(f"{api}/connectors", status_code=201, responses=ERRORS, tags=["send connectors"])
+    async def create_connector(who: Writer, values: Annotated[dict[str, Any], Body()]) -> JSON:
+        values = dict(values)
+        secret = _secret(values)
+        created = new_connector(values, default_server=ctx.settings.server.name)
+        if created.smart_host_auth_mechanism in ("BasicAuth", "BasicAuthRequireTLS") and not secret:
+            raise ValidationError(f"SmartHostAuthMechanism {created.smart_host_auth_mechanism} needs Password")
+        await ctx.store.create_connector(created, secret)
+        return to_exchange(created)
+
+    @app.patch(f"{api}/connectors/{{name}}", responses=ERRORS, tags=["send connectors"])
+    async def set_connector(name: str, who: Writer, values: Annotated[dict[str, Any], Body()]) -> JSON:
+        values = dict(values)
+        secret = _secret(values)
+        if not values and secret is None:
+            raise ValidationError("nothing to change: give at least one property")
+        updated = await ctx.store.update_connector(name, lambda c: update_connector(c, values), secret)
+        return to_exchange(updated)
+
+    @app.delete(f"{api}/connectors/{{name}}", responses=ERRORS, tags=["send connectors"])
+    async def remove_connector(name: str, who: Writer) -> JSON:
+        removed = await ctx.store.delete_connector(name)
+        return {"Identity": removed.name, "Removed": True}
+
+    # --- receive connectors (from the configuration file) -----------------------------------
+
+    @app.get(f"{api}/receive-connectors", responses=ERRORS, tags=["receive connectors"])
+    async def receive_connectors(who: Reader) -> list[JSON]:
+        return [{
+            "Identity": rc.name, "Bindings": [rc.bind], "RemoteIPRanges": rc.remote_ip_ranges,
+            "MaxMessageSize": rc.max_message_size, "MaxRecipientsPerMessage": rc.max_recipients_per_message,
+            "Fqdn": rc.fqdn or ctx.settings.server.fqdn, "RequireTLS": rc.require_tls,
+            "TlsCertificate": str(rc.tls_certificate) if rc.tls_certificate else None,
+            "AuthMechanism": "Tls, BasicAuth" if rc.auth and rc.tls_certificate else "None",
+            "ProtocolLoggingLevel": rc.protocol_logging_level, "Server": ctx.settings.server.name,
+        } for rc in ctx.settings.receive_connectors]
+
+    # --- queues and messages -------------------------------------------------------------------
+
+    @app.get(f"{api}/queues", responses=ERRORS, tags=["queues"])
+    async def list_queues(who: Reader) -> list[JSON]:
+        return await queues.list_queues(ctx.store)
+
+    @app.post(f"{api}/queues/{{queue}}/retry", responses=ERRORS, tags=["queues"])
+    async def retry_queue(queue: str, who: Writer) -> JSON:
+        count = await queues.retry_queue(ctx.store, queue, time.time())
+        return {"Identity": queues.queue_name(queue), "RecipientsRetried": count}
+
+    @app.post(f"{api}/queues/{{queue}}/suspend", responses=ERRORS, tags=["queues"])
+    async def suspend_queue(queue: str, who: Writer) -> JSON:
+        return {"Identity": await queues.set_queue_suspended(ctx.store, queue, True), "Status": "Suspended"}
+
+    @app.post(f"{api}/queues/{{queue}}/resume", responses=ERRORS, tags=["queues"])
+    async def resume_queue(queue: str, who: Writer) -> JSON:
+        return {"Identity": await queues.set_queue_suspended(ctx.store, queue, False), "Status": "Ready"}
+
+    @app.get(f"{api}/messages", responses=ERRORS, tags=["queues"])
+    async def list_messages(who: Reader, queue: str | None = None,
+                            result_size: Annotated[int, Query(ge=1, le=10000)] = 1000) -> list[JSON]:
+        return await queues.list_messages(ctx.store, queue, result_size)
+
+    @app.post(f"{api}/messages/{{message_id}}/suspend", responses=ERRORS, tags=["queues"])
+    async def suspend_message(message_id: Annotated[int, _MessageId], who: Writer) -> JSON:
+        count = await queues.set_message_suspended(ctx.store, message_id, True, time.time())
+        return {"Identity": message_id, "Status": "Suspended", "Recipients": count}
+
+    @app.post(f"{api}/messages/{{message_id}}/resume", responses=ERRORS, tags=["queues"])
+    async def resume_message(message_id: Annotated[int, _MessageId], who: Writer) -> JSON:
+        count = await queues.set_message_suspended(ctx.store, message_id, False, time.time())
+        return {"Identity": message_id, "Status": "Resumed", "Recipients": count}
+
+    @app.delete(f"{api}/messages/{{message_id}}", responses=ERRORS, tags=["queues"])
+    async def remove_message(message_id: Annotated[int, _MessageId], who: Writer, ndr: bool = False) -> JSON:
+        return await queues.remove_message(ctx.runtime, message_id, ndr)
+
+    # --- tracking, routing, servers, headers -------------------------------------------------------
+
+    @app.get(f"{api}/tracking", responses=ERRORS, tags=["message trace"])
+    async def tracking(
+        who: Reader, sender: str | None = None, recipient: str | None = None, message_id: str | None = None,
+        internal_message_id: Annotated[int | None, Query(ge=0, le=2**63 - 1)] = None,
+        event: str | None = None, subject: str | None = None, start: str | None = None, end: str | None = None,
+        result_size: Annotated[int, Query(ge=1, le=10000)] = 1000,
+    ) -> list[JSON]:
+        query = TrackQuery(sender=sender, recipient=recipient, message_id=message_id,
+                           internal_message_id=internal_message_id, event=event, subject=subject,
+                           start=parse_time(start) if start else None, end=parse_time(end) if end else None,
+                           limit=result_size)
+        return await asyncio.to_thread(search, tracking_dir(ctx.settings.data_dir), query)
+
+    @app.get(f"{api}/route", responses=ERRORS, tags=["routing"])
+    async def route(who: Reader, recipient: Annotated[str, Query(min_length=3, max_length=320)],
+                    sender: str = "", size: Annotated[int, Query(ge=0, le=2**40)] = 0) -> JSON:
+        if "@" not in recipient:
+            raise ValidationError(f"'{recipient}' is not an email address")
+        router = Router(await ctx.store.list_connectors(), ctx.settings.server.name)
+        decision = router.route(recipient, sender, size)
+        return {"Recipient": recipient, "Sender": sender or None, "Size": size,
+                "Server": ctx.settings.server.name, **decision.to_json()}
+
+    @app.get(f"{api}/servers", responses=ERRORS, tags=["servers"])
+    async def list_servers(who: Reader) -> list[JSON]:
+        return await servers.list_servers(ctx.store, ctx.settings.cluster.lease_timeout, time.time())
+
+    @app.post(f"{api}/servers/{{name}}/drain", responses=ERRORS, tags=["servers"])
+    async def drain(name: str, who: Writer) -> JSON:
+        return await servers.request_state(ctx.store, name, True)
+
+    @app.post(f"{api}/servers/{{name}}/resume", responses=ERRORS, tags=["servers"])
+    async def resume(name: str, who: Writer) -> JSON:
+        return await servers.request_state(ctx.store, name, False)
+
+    @app.post(f"{api}/headers/analyze", responses=ERRORS, tags=["header analyzer"])
+    async def analyze_headers(body: HeaderText, who: Reader) -> JSON:
+        from mailhop.headers.analyzer import analyze
+
+        result: JSON = analyze(body.headers).to_json()
+        return result
+
+    @app.get(f"{api}/dashboard", responses=ERRORS, tags=["dashboard"])
+    async def dashboard_data(who: Reader) -> JSON:
+        return await dashboard(ctx.store, tracking_dir(ctx.settings.data_dir), time.time())
+
+    # --- the web console (static files, no build step) ----------------------------------------------
+
+    @app.get("/", include_in_schema=False)
+    async def root() -> RedirectResponse:
+        return RedirectResponse("/console/")
+
+    @app.get("/console/", include_in_schema=False)
+    async def console() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    app.mount("/console", StaticFiles(directory=STATIC), name="console")
+    return app
+
+
+def _secret(values: dict[str, Any]) -> str | None:
+    password = values.pop("Password", None)
+    if password is None:
+        return None
+    if not isinstance(password, str) or not password:
+        raise ValidationError("Password: must be a non-empty string")
+    return password

@@ -1,0 +1,76 @@
+"""Who may use the admin API: bearer tokens, and browser sessions made from them.
+
+Tokens are 32 random bytes (URL-safe base64) printed once by ``mailhop admin token
+create``; the store keeps only their SHA-256, which is enough because a token has
+256 bits of entropy (no salt or slow hash needed).  A token is full-control or
+read-only.  A browser signs in once with a token and gets a session cookie
+(HttpOnly, SameSite=Strict) plus a CSRF token that every state-changing request
+made with the cookie must echo in ``X-CSRF-Token`` (double submit): another site
+can neither read the cookie nor the CSRF token.  Sessions live in the server's
+memory and end with it, or when their token is removed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from dataclasses import dataclass
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    name: str
+    read_only: bool
+    session: str | None = None   # set when the request came with the session cookie
+    csrf: str | None = None
+
+
+class Sessions:
+    def __init__(self, lifetime: float) -> None:
+        self.lifetime = lifetime
+        self._sessions: dict[str, tuple[Principal, float]] = {}
+
+    def open(self, name: str, read_only: bool) -> Principal:
+        self._expire()
+        sid, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
+        principal = Principal(name, read_only, sid, csrf)
+        self._sessions[sid] = (principal, time.monotonic() + self.lifetime)
+        return principal
+
+    def get(self, sid: str) -> Principal | None:
+        entry = self._sessions.get(sid)
+        if entry is None or entry[1] < time.monotonic():
+            self._sessions.pop(sid, None)
+            return None
+        return entry[0]
+
+    def close(self, sid: str) -> None:
+        self._sessions.pop(sid, None)
+
+    def revoke(self, name: str) -> None:
+        """End every session opened with the token ``name`` (it was removed)."""
+        for sid, (principal, _) in list(self._sessions.items()):
+            if principal.name.lower() == name.lower():
+                del self._sessions[sid]
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        for sid, (_, expires) in list(self._sessions.items()):
+            if expires < now:
+                del self._sessions[sid]
+
+
+def csrf_ok(principal: Principal, header: str | None) -> bool:
+    if principal.session is None:
+        return True  # a bearer token is not sent by browsers on their own: no CSRF
+    return header is not None and principal.csrf is not None and hmac.compare_digest(header, principal.csrf)
