@@ -22,8 +22,8 @@ from mailhop.model.message import (
     RecordBatch,
     new_message_id,
 )
-from mailhop.store.base import QueueState, ServerInfo, Store
 from mailhop.store import open_url
+from mailhop.store.base import QueueState, ServerInfo, Store
 from tests.support.pg import PostgresServer
 
 NOW = 1_900_000_000.0
