@@ -8,8 +8,8 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 # Debian packages the tests use as real peers: Postfix (smart host), swaks (client), dnsmasq (DNS),
-# PostgreSQL (the cluster store).
-DEBIAN_TEST_PACKAGES = postfix swaks dnsmasq-base postgresql
+# PostgreSQL (the cluster store), Chromium (the console, driven by Playwright).
+DEBIAN_TEST_PACKAGES = postfix swaks dnsmasq-base postgresql chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 

@@ -57,6 +57,9 @@ class ServerSettings(_Section):
     shutdown_timeout: Duration = 30.0
     # How often the server looks for changes made by the CLI or other servers.
     config_poll_interval: Duration = 1.0
+    # Worker processes sharing the listening sockets (SO_REUSEPORT) and the store: one per
+    # core lets one server use every core; each is a full transport (receive and deliver).
+    workers: int = Field(default=1, ge=1, le=64)
     # SMTP AUTH users of the receive connectors (``mailhop user add``); default data_dir/users.
     users_file: Path | None = None
 

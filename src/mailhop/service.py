@@ -26,6 +26,7 @@ from mailhop.config import ReceiveConnectorSettings, Settings, split_hostport
 from mailhop.delivery.dns import DnsResolver
 from mailhop.delivery.tls import TlsPolicy
 from mailhop.errors import ConfigError, MailhopError
+from mailhop.model.message import set_id_tag
 from mailhop.queue.retry import RetryPolicy
 from mailhop.queue.runtime import Runtime
 from mailhop.queue.scheduler import Scheduler
@@ -69,14 +70,16 @@ class Service:
     listeners: list[tuple[str, SMTPServer]] = field(default_factory=list)
     logs: list[ProtocolLog] = field(default_factory=list)
     admin: AdminServer | None = None
+    worker: int = 0
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _stopped: bool = False
 
     async def start(self) -> None:
         s = self.settings
+        set_id_tag(self.worker)
         self.store = await open_store(s)
         tracking = TrackingLog(tracking_dir(s.data_dir), s.tracking, s.server.fqdn, s.server.name)
-        owner = f"{s.server.name}/{uuid.uuid4().hex[:12]}"
+        owner = f"{s.server.name}/{self.worker}/{uuid.uuid4().hex[:12]}"
         rt = Runtime(s, self.store, tracking, owner, Router([], s.server.name), RetryPolicy(s.queue))
         self.runtime = rt
         submission = Submission(rt)
@@ -105,10 +108,10 @@ class Service:
                 ), protocol_log=receive_trace(receive_log, rc.name) if rc.protocol_logging_level == "Verbose" else None,
                    accepting=lambda: not (self.scheduler and self.scheduler.draining))
                 host, port = split_hostport(rc.bind)
-                await server.start(host, port)
+                await server.start(host, port, reuse_port=s.server.workers > 1)
                 self.listeners.append((rc.name, server))
                 log.info("%s: receive connector '%s' listening on %s", s.server.name, rc.name, rc.bind)
-            if s.admin.enabled:
+            if s.admin.enabled and self.worker == 0:  # console sessions live in one process
                 self.admin = AdminServer(AdminContext(s, rt, Sessions(s.admin.session_lifetime)))
                 await self.admin.start()
                 log.info("%s: admin API and console on http://%s/", s.server.name, s.admin.bind)

@@ -110,26 +110,8 @@ class Opened:
 
 
 def _watch_connection_lost(conn: ClientConnection) -> asyncio.Future[None]:
-    """A future resolved when the socket under ``conn`` is really gone.
-
-    ``ClientConnection.close()`` returns once the close has been *started*; over TLS the
-    socket is released only after the close_notify exchange.  The test loop must not end
-    before that, or the socket is reported as leaked.
-    """
-    lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    protocol: Any = conn.smtp.protocol
-    if protocol is None:
-        lost.set_result(None)
-        return lost
-    original = protocol.connection_lost
-
-    def connection_lost(exc: Exception | None) -> None:
-        original(exc)
-        if not lost.done():
-            lost.set_result(None)
-
-    protocol.connection_lost = connection_lost
-    return lost
+    """A future resolved when the socket under ``conn`` is really gone (over TLS, after close_notify)."""
+    return asyncio.ensure_future(conn.wait_closed())
 
 
 @pytest.fixture

@@ -91,16 +91,27 @@ def serve(ctx: Context, name: str | None, fqdn: str | None, data_dir: str | None
     if server:
         ctx.overrides["server"] = server
     settings = ctx.settings
+    workers = settings.server.workers
+    tag = f" {settings.server.name}/%(process)d" if workers > 1 else ""
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+                        format=f"%(asctime)s %(levelname)s{tag} %(name)s: %(message)s")
     from mailhop.service import Service
 
-    try:
-        import uvloop  # optional: the "fast" extra
-    except ImportError:
-        asyncio.run(Service(settings).run())
+    def run_worker(index: int) -> int:
+        try:
+            import uvloop  # optional: the "fast" extra
+        except ImportError:
+            asyncio.run(Service(settings, worker=index).run())
+        else:
+            uvloop.run(Service(settings, worker=index).run())
+        return 0
+
+    if workers == 1:
+        run_worker(0)
     else:
-        uvloop.run(Service(settings).run())
+        from mailhop.workers import supervise
+
+        raise SystemExit(supervise(workers, run_worker))
 
 
 def _register() -> None:

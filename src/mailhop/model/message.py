@@ -27,21 +27,38 @@ NDR = "ndr"
 DELAY_DSN = "delay"
 
 _EPOCH_MS = 1_577_836_800_000  # 2020-01-01
-_counter = itertools.count(int.from_bytes(os.urandom(2), "big"))
 _lock = threading.Lock()
+_counter = itertools.count(int.from_bytes(os.urandom(3), "big"))
+_tag = 0  # the worker process's index, so that a server's workers never make the same id
+
+
+def set_id_tag(worker: int) -> None:
+    """Make this process's ids distinct from its sibling workers' (up to 16 workers)."""
+    global _tag
+    _tag = worker & 0xF
+
+
+def _reseed() -> None:
+    # A forked worker must not continue its parent's sequence.
+    global _counter
+    _counter = itertools.count(int.from_bytes(os.urandom(3), "big"))
+
+
+os.register_at_fork(after_in_child=_reseed)
 
 
 def new_message_id() -> int:
-    """A 63-bit id, unique across servers sharing a store and ordered by time.
+    """A 63-bit id, unique across the workers of a server and ordered by time.
 
-    41 bits of milliseconds since 2020, 22 bits of a counter that starts at a
-    random value in each process; the store's primary key catches the
-    vanishingly rare collision between two servers.
+    41 bits of milliseconds since 2020, 18 bits of a counter that starts at a random
+    value in each process, 4 bits of the worker index.  Servers sharing a store can
+    collide only within one millisecond on the same counter value; the store's
+    primary key refuses such an id and the client is asked to try again (451).
     """
     with _lock:
         count = next(_counter)
     ms = int(time.time() * 1000) - _EPOCH_MS
-    return (ms << 22) | (count & 0x3FFFFF)
+    return (ms << 22) | ((count & 0x3FFFF) << 4) | _tag
 
 
 @dataclass(slots=True)

@@ -11,6 +11,7 @@ live entries when it grows, and emptied on a clean stop.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections import Counter
 from pathlib import Path
@@ -24,6 +25,7 @@ class CrashJournal:
         self.active: Counter[int] = Counter()
         self._fd: int | None = None
         self._written = 0
+        self._pending: list[str] = []
 
     def recover(self) -> list[int]:
         """Messages in flight when the previous process died (empty after a clean stop)."""
@@ -50,9 +52,21 @@ class CrashJournal:
         self._written = 0
 
     def _write(self, text: str) -> None:
-        if self._fd is None:
+        # Entries written in one turn of the event loop leave in one write, before any
+        # delivery task of that turn runs (the flush is scheduled first).
+        self._pending.append(text)
+        if len(self._pending) == 1:
+            try:
+                asyncio.get_running_loop().call_soon(self.flush)
+            except RuntimeError:
+                self.flush()
+
+    def flush(self) -> None:
+        if self._fd is None or not self._pending:
+            self._pending.clear()
             return
-        data = text.encode("ascii")
+        data = "".join(self._pending).encode("ascii")
+        self._pending.clear()
         os.write(self._fd, data)
         self._written += len(data)
         if self._written > COMPACT_AT:
@@ -77,6 +91,7 @@ class CrashJournal:
 
     def close(self) -> None:
         """A clean stop: nothing is in flight any more."""
+        self._pending.clear()
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None

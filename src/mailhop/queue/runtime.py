@@ -30,6 +30,11 @@ class Runtime:
     queue_states: dict[str, QueueState] = field(default_factory=dict)
 
     @property
+    def owner_prefix(self) -> str:
+        """``NAME/WORKER``: the owners of this server worker's earlier incarnations share it."""
+        return self.owner.rsplit("/", 1)[0]
+
+    @property
     def server_name(self) -> str:
         return self.settings.server.name
 

@@ -88,7 +88,8 @@ class Scheduler:
         # (peers, my index): live servers sharing connectors with this one split the due mail
         # by message id, so that work spreads over them instead of going to whoever polls first.
         self.share: tuple[int, int] | None = None
-        self.journal = CrashJournal(s.data_dir / f"inflight-{s.server.name}.journal")
+        worker = rt.owner_prefix.rsplit("/", 1)[-1]
+        self.journal = CrashJournal(s.data_dir / f"inflight-{s.server.name}-{worker}.journal")
         # Messages that were in flight at a crash are delivered one at a time, so that a
         # second crash points at the message that causes it (and only that one goes to Poison).
         self._suspects: deque[Job] = deque()
@@ -97,6 +98,9 @@ class Scheduler:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._records: set[asyncio.Task[None]] = set()
+        self._acc = RecordBatch()
+        self._acc_jobs = 0
+        self._acc_scheduled = False
         self._config_version = -1
 
     # --- life cycle -----------------------------------------------------------------------
@@ -105,7 +109,7 @@ class Scheduler:
         rt = self.rt
         await self._load_config(force=True)
         await self._poison_check()
-        recovered = await rt.store.recover(rt.server_name, rt.owner, rt.clock())
+        recovered = await rt.store.recover(rt.owner_prefix, rt.owner, rt.clock())
         if recovered:
             log.info("recovered %d message(s) left in flight by an earlier run", len(recovered))
         await self._heartbeat("Active")
@@ -138,6 +142,7 @@ class Scheduler:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.pool.stop(grace)
+        self._flush_records()
         if self._records:
             await asyncio.wait(list(self._records), timeout=30)
         rt = self.rt
@@ -271,7 +276,7 @@ class Scheduler:
             await asyncio.sleep(rt.settings.cluster.heartbeat_interval)
             try:
                 await self._heartbeat(self.state)
-                if await rt.store.recover(rt.server_name, rt.owner, rt.clock()):
+                if await rt.store.recover(rt.owner_prefix, rt.owner, rt.clock()):
                     self.wake()
             except MailhopError as exc:
                 log.error("heartbeat failed: %s", exc)
@@ -464,6 +469,22 @@ class Scheduler:
         task.add_done_callback(self._records.discard)
 
     def _spawn_record(self, batch: RecordBatch, jobs: int) -> None:
+        """Record soon: outcomes of one turn of the event loop share one store operation."""
+        acc = self._acc
+        acc.outcomes += batch.outcomes
+        acc.new_messages += batch.new_messages
+        acc.delay_notified += batch.delay_notified
+        self._acc_jobs += jobs
+        if not self._acc_scheduled:
+            self._acc_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush_records)
+
+    def _flush_records(self) -> None:
+        self._acc_scheduled = False
+        batch, jobs = self._acc, self._acc_jobs
+        self._acc, self._acc_jobs = RecordBatch(), 0
+        if not (batch.outcomes or batch.new_messages or batch.delay_notified or jobs):
+            return
         task = asyncio.create_task(self._record(batch, jobs))
         self._records.add(task)
         task.add_done_callback(self._records.discard)

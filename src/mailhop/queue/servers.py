@@ -37,7 +37,7 @@ async def list_servers(store: Store, lease_timeout: float, now: float) -> list[d
             "RequestedState": s.requested_state or "Active",
             "LastHeartbeat": iso(s.heartbeat_at),
             "StartedAt": iso(s.started_at),
-            "ActiveRecipients": active.get(s.incarnation, 0),
+            "ActiveRecipients": sum(n for owner, n in active.items() if owner.startswith(f"{s.name}/")),
             "QueuedMessages": queued,
         })
     return out

@@ -225,8 +225,8 @@ class _DbThread:
                     pass
             failure: BaseException = StoreError(f"store transaction failed: {exc}")
             results = [(None, failure) for _ in batch]
-        for (_, future, loop), (result, error) in zip(batch, results, strict=True):
-            loop.call_soon_threadsafe(_resolve, future, result, error)
+        _resolve_all([(future, loop, result, error) for (_, future, loop), (result, error)
+                      in zip(batch, results, strict=True)])
         return healthy
 
 
@@ -236,6 +236,23 @@ def _translate(dialect: Dialect, exc: Exception) -> BaseException:
     if dialect.is_error(exc):
         return StoreError(f"store operation failed: {exc}")
     return exc
+
+
+def _resolve_all(done: list[tuple[asyncio.Future[Any], asyncio.AbstractEventLoop, Any, BaseException | None]]) -> None:
+    """Wake each event loop once per batch, not once per operation (each wake-up is a syscall)."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any, BaseException | None]]] = {}
+    for future, loop, result, error in done:
+        by_loop.setdefault(loop, []).append((future, result, error))
+    for loop, items in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_resolve_many, items)
+        except RuntimeError:  # the loop is closed: nobody is waiting any more
+            pass
+
+
+def _resolve_many(items: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    for future, result, error in items:
+        _resolve(future, result, error)
 
 
 def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
@@ -505,15 +522,16 @@ class SqlStore:
 
         return await self._writer.call(op)
 
-    async def recover(self, server: str, incarnation: str, now: float) -> list[int]:
-        """Free leases of this server's dead incarnations and every expired lease.
+    async def recover(self, owner_prefix: str, incarnation: str, now: float) -> list[int]:
+        """Free leases of dead earlier incarnations (owners ``<owner_prefix>/...`` other than
+        ``incarnation``) and every expired lease.
 
         Returns the ids of the messages whose recipients were freed.
         """
         def op(conn: Conn) -> list[int]:
             cond = ("status = 'active' AND ((lease_owner LIKE ? ESCAPE '\\' AND lease_owner != ?) "
                     "OR lease_until < ?)")
-            prefix = server.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "/%"
+            prefix = owner_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "/%"
             params = (prefix, incarnation, now)
             ids = [r[0] for r in conn.execute(f"SELECT DISTINCT message_id FROM recipients WHERE {cond}", params)]
             conn.execute(

@@ -34,6 +34,8 @@ class RotatingLog:
         self._path: Path | None = None
         self._size = 0
         self._day = ""
+        self._fd: int | None = None
+        self._fd_path: Path | None = None
 
     def write(self, line: str) -> None:
         self._pending.append(line)
@@ -54,14 +56,20 @@ class RotatingLog:
             path, fresh = self._current(len(data))
             if fresh and self.header is not None:
                 data = self.header().encode("utf-8") + data
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
-            try:
-                os.write(fd, data)
-            finally:
-                os.close(fd)
+            if self._fd is None or self._fd_path != path:  # kept open between flushes; reopened on rotation
+                self.close()
+                self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+                self._fd_path = path
+            os.write(self._fd, data)
             self._size += len(data)
         except OSError as exc:
             log.error("%s log write failed: %s", self.prefix, exc)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+            self._fd_path = None
 
     def _current(self, incoming: int) -> tuple[Path, bool]:
         day = dt.datetime.now(dt.UTC).strftime("%Y%m%d")

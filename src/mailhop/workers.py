@@ -1,0 +1,75 @@
+"""Several worker processes for one transport server (``[server] workers``), like Postfix's master.
+
+The parent forks the workers before any event loop or thread exists; each worker runs
+a whole ``Service`` (its own receive listeners bound with SO_REUSEPORT, so the kernel
+spreads connections, its own scheduler and store connections) and leases mail under
+its own owner name, ``NAME/<worker>/<incarnation>``.  The parent forwards SIGTERM and
+SIGINT to the workers and waits for them to drain; a worker that dies is started
+again (its leases are recovered by its next incarnation).  Only worker 0 serves the
+admin API.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+
+log = logging.getLogger("mailhop.workers")
+RESTART_DELAY = 1.0
+
+
+def supervise(count: int, run_worker: Callable[[int], int]) -> int:
+    """Run ``count`` workers until a signal asks them to stop; return the exit status."""
+    children: dict[int, int] = {}  # pid -> worker index
+    stopping = False
+
+    def spawn(index: int) -> None:
+        pid = os.fork()
+        if pid == 0:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            code = 1
+            try:
+                code = run_worker(index)
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+        children[pid] = index
+
+    def forward(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in list(children):
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for index in range(count):
+        spawn(index)
+    status = 0
+    while children:
+        try:
+            pid, wait_status = os.wait()
+        except ChildProcessError:
+            break
+        except InterruptedError:
+            continue
+        index = children.pop(pid, -1)
+        if index < 0:
+            continue
+        code = os.waitstatus_to_exitcode(wait_status)
+        if stopping:
+            status = status or (code if code > 0 else 0)
+            continue
+        log.error("worker %d (pid %d) exited with %d; starting it again", index, pid, code)
+        time.sleep(RESTART_DELAY)
+        spawn(index)
+    return status
