@@ -1,7 +1,7 @@
 """The one exception tree of mailhop.
 
 Every error that crosses a module boundary is a ``MailhopError``.  Exceptions of
-libraries (sqlite3, aiosmtplib, dnspython, ssl) are translated where they are
+libraries (sqlite3, psycopg, dnspython, ssl, sockets) are translated where they are
 called; nothing above that boundary catches a library's exception type.
 """
 
