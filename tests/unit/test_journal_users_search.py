@@ -10,7 +10,14 @@ import pytest
 
 from mailhop.errors import ValidationError
 from mailhop.queue.journal import CrashJournal
-from mailhop.receive.users import UserStore, add_user, check_password, hash_password, read_users, remove_user
+from mailhop.receive.users import (
+    UserStore,
+    add_user,
+    check_password,
+    hash_password,
+    read_users,
+    remove_user,
+)
 from mailhop.tracking.search import Query, parse_time, search
 
 
