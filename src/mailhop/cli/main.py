@@ -115,7 +115,7 @@ def serve(ctx: Context, name: str | None, fqdn: str | None, data_dir: str | None
 
 
 def _register() -> None:
-    from mailhop.cli import admin, connector, queue, route, server, track, user
+    from mailhop.cli import admin, connector, headers, queue, route, server, track, user
 
     cli.add_command(connector.connector)
     cli.add_command(route.route)
@@ -125,6 +125,7 @@ def _register() -> None:
     cli.add_command(server.server)
     cli.add_command(server.db)
     cli.add_command(admin.admin)
+    cli.add_command(headers.headers)
 
 
 _register()
