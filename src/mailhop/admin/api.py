@@ -21,6 +21,7 @@ from typing import Annotated, Any
 from fastapi import Body, Depends, FastAPI, Query, Request, Response
 from fastapi import Path as ApiPath
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
@@ -28,8 +29,9 @@ from pydantic import BaseModel, Field
 from mailhop.admin.auth import Principal, Sessions, csrf_ok, token_hash
 from mailhop.admin.dashboard import dashboard
 from mailhop.config import Settings
+from mailhop.delivery.tls import check_certificate
 from mailhop.errors import ConflictError, MailhopError, NotFoundError, StoreError, ValidationError
-from mailhop.model.connector import new_connector, to_exchange, update_connector
+from mailhop.model.connector import SendConnector, new_connector, to_exchange, update_connector
 from mailhop.queue import admin as queues
 from mailhop.queue import servers
 from mailhop.queue.runtime import Runtime
@@ -105,8 +107,8 @@ async def principal(request: Request) -> Principal:
     sid = request.cookies.get(COOKIE)
     if sid:
         session = ctx.sessions.get(sid)
-        # A session lives only as long as the token it was opened with.
-        if session is not None and any(t.name == session.name for t in await ctx.store.tokens()):
+        # A session lives only as long as the token it was opened with (not one of the same name).
+        if session is not None and session.token and await ctx.store.token_by_hash(session.token) is not None:
             return session
     raise ApiError(401, "A valid token is required (Authorization: Bearer <token>)")
 
@@ -129,20 +131,21 @@ def create_app(ctx: AdminContext) -> FastAPI:
 
     @app.exception_handler(MailhopError)
     async def mailhop_error(request: Request, exc: MailhopError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=_status(exc))
+        return _error(_status(exc), str(exc))
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
         message = first.get("msg", "invalid request")
-        if not where and first.get("type") in ("dict_type", "model_attributes_type", "json_invalid"):
-            message = "the request body must be a JSON object (Content-Type: application/json)"
-        return JSONResponse({"detail": f"{where}: {message}" if where else message}, status_code=400)
+        if first.get("type") == "json_invalid" or (
+                not where and first.get("type") in ("dict_type", "model_attributes_type")):
+            return _error(400, "the request body must be a JSON object (Content-Type: application/json)")
+        return _error(400, f"{where}: {message}" if where else message)
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status)
+        return _error(exc.status, exc.detail)
 
     app.state.ctx = ctx
     api = "/api"
@@ -151,10 +154,11 @@ def create_app(ctx: AdminContext) -> FastAPI:
 
     @app.post(f"{api}/session", responses=ERRORS, tags=["session"])
     async def sign_in(login: Login, response: Response) -> JSON:
-        found = await ctx.store.token_by_hash(token_hash(login.token))
+        hashed = token_hash(login.token)
+        found = await ctx.store.token_by_hash(hashed)
         if found is None:
             raise ApiError(401, "This token is not valid")
-        session = ctx.sessions.open(found.name, found.read_only)
+        session = ctx.sessions.open(found.name, found.read_only, hashed)
         response.set_cookie(COOKIE, session.session or "", httponly=True, samesite="strict", path="/",
                             max_age=int(ctx.sessions.lifetime))
         return {"Name": found.name, "ReadOnly": found.read_only, "CsrfToken": session.csrf}
@@ -185,6 +189,7 @@ def create_app(ctx: AdminContext) -> FastAPI:
         values = dict(values)
         secret = _secret(values)
         created = new_connector(values, default_server=ctx.settings.server.name)
+        check_certificate(ctx.settings.certificates, created)
         if created.smart_host_auth_mechanism in ("BasicAuth", "BasicAuthRequireTLS") and not secret:
             raise ValidationError(f"SmartHostAuthMechanism {created.smart_host_auth_mechanism} needs Password")
         await ctx.store.create_connector(created, secret)
@@ -196,7 +201,12 @@ def create_app(ctx: AdminContext) -> FastAPI:
         secret = _secret(values)
         if not values and secret is None:
             raise ValidationError("nothing to change: give at least one property")
-        updated = await ctx.store.update_connector(name, lambda c: update_connector(c, values), secret)
+        def change(c: SendConnector) -> SendConnector:
+            changed = update_connector(c, values)
+            check_certificate(ctx.settings.certificates, changed)
+            return changed
+
+        updated = await ctx.store.update_connector(name, change, secret)
         return to_exchange(updated)
 
     @app.delete(f"{api}/connectors/{{name}}", responses=ERRORS, tags=["send connectors"])
@@ -314,7 +324,30 @@ def create_app(ctx: AdminContext) -> FastAPI:
         return FileResponse(STATIC / "index.html")
 
     app.mount("/console", StaticFiles(directory=STATIC), name="console")
+    _document_errors_as_answered(app)
     return app
+
+
+def _document_errors_as_answered(app: FastAPI) -> None:
+    """FastAPI documents a 422 HTTPValidationError on every route with inputs; this API answers
+    invalid input with 400 ``{"detail": ...}`` (in ERRORS on every route), so drop the 422."""
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+            for operations in schema.get("paths", {}).values():
+                for operation in operations.values():
+                    operation.get("responses", {}).pop("422", None)
+            for name in ("HTTPValidationError", "ValidationError"):
+                schema.get("components", {}).get("schemas", {}).pop(name, None)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _error(status: int, detail: str) -> JSONResponse:
+    # A message may quote the request's own text, lone surrogates included: escape what is not Unicode.
+    return JSONResponse({"detail": detail.encode("utf-8", "backslashreplace").decode("utf-8")}, status_code=status)
 
 
 def _secret(values: dict[str, Any]) -> str | None:

@@ -7,7 +7,8 @@ read-only.  A browser signs in once with a token and gets a session cookie
 (HttpOnly, SameSite=Strict) plus a CSRF token that every state-changing request
 made with the cookie must echo in ``X-CSRF-Token`` (double submit): another site
 can neither read the cookie nor the CSRF token.  Sessions live in the server's
-memory and end with it, or when their token is removed.
+memory and end with it, or when the very token they were opened with is removed
+(a new token of the same name does not revive them).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class Principal:
     read_only: bool
     session: str | None = None   # set when the request came with the session cookie
     csrf: str | None = None
+    token: str | None = None     # the hash of the token a session was opened with
 
 
 class Sessions:
@@ -40,10 +42,10 @@ class Sessions:
         self.lifetime = lifetime
         self._sessions: dict[str, tuple[Principal, float]] = {}
 
-    def open(self, name: str, read_only: bool) -> Principal:
+    def open(self, name: str, read_only: bool, token: str) -> Principal:
         self._expire()
         sid, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
-        principal = Principal(name, read_only, sid, csrf)
+        principal = Principal(name, read_only, sid, csrf, token)
         self._sessions[sid] = (principal, time.monotonic() + self.lifetime)
         return principal
 
@@ -56,12 +58,6 @@ class Sessions:
 
     def close(self, sid: str) -> None:
         self._sessions.pop(sid, None)
-
-    def revoke(self, name: str) -> None:
-        """End every session opened with the token ``name`` (it was removed)."""
-        for sid, (principal, _) in list(self._sessions.items()):
-            if principal.name.lower() == name.lower():
-                del self._sessions[sid]
 
     def _expire(self) -> None:
         now = time.monotonic()

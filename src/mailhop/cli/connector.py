@@ -14,8 +14,8 @@ import click
 
 from mailhop.cli.main import Context, pass_ctx
 from mailhop.cli.output import emit, format_list, table
-from mailhop.delivery.tls import find_certificate
-from mailhop.errors import ConfigError, ValidationError
+from mailhop.delivery.tls import check_certificate
+from mailhop.errors import ValidationError
 from mailhop.model.connector import (
     PROPERTIES,
     SendConnector,
@@ -76,11 +76,7 @@ def _secret(password_file: Path | None, values: dict[str, Any]) -> str | None:
 
 def _check_local(ctx: Context, c: SendConnector, secret: str | None, creating: bool) -> None:
     """Checks that need this server's configuration or the CLI's inputs, not only the connector."""
-    if c.tls_certificate_name:
-        try:
-            find_certificate(ctx.settings.certificates, c.tls_certificate_name)
-        except ConfigError as exc:
-            raise ValidationError(f"TlsCertificateName: {exc}") from None
+    check_certificate(ctx.settings.certificates, c)
     if creating and c.smart_host_auth_mechanism in ("BasicAuth", "BasicAuthRequireTLS") and secret is None:
         raise ValidationError(f"SmartHostAuthMechanism {c.smart_host_auth_mechanism} needs --password-file FILE")
 

@@ -29,7 +29,7 @@ from typing import Any
 
 from mailhop.config import CertificateSettings, Settings, TlsSettings
 from mailhop.delivery.endpoints import Endpoint
-from mailhop.errors import ConfigError
+from mailhop.errors import ConfigError, ValidationError
 from mailhop.model.connector import SendConnector
 from mailhop.smtp.client import TlsPlan
 
@@ -69,6 +69,15 @@ def find_certificate(certificates: list[CertificateSettings], name: str) -> Cert
             except (OSError, ValueError):
                 continue
     raise ConfigError(f"TlsCertificateName '{name}' matches no [[certificates]] entry of this server")
+
+
+def check_certificate(certificates: list[CertificateSettings], connector: SendConnector) -> None:
+    """The connector's TlsCertificateName names a certificate of this server (CLI and API alike)."""
+    if connector.tls_certificate_name:
+        try:
+            find_certificate(certificates, connector.tls_certificate_name)
+        except ConfigError as exc:
+            raise ValidationError(f"TlsCertificateName: {exc}") from None
 
 
 def cert_dns_names(peercert: dict[str, Any]) -> list[str]:

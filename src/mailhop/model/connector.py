@@ -14,7 +14,7 @@ import dataclasses
 import ipaddress
 import re
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -335,9 +335,35 @@ def _property(key: str) -> Property:
     return prop
 
 
+_LIST_ATTRS = frozenset({"address_spaces", "smart_hosts", "source_transport_servers", "sender_domains"})
+
+
+def _check_shape(prop: Property, value: Any) -> None:
+    """JSON values must be scalars (lists of strings for list properties) and text valid Unicode:
+    a JSON object is refused rather than str()-ed, a lone surrogate rather than stored."""
+    if isinstance(value, list | tuple):
+        if prop.attr not in _LIST_ATTRS:
+            raise ValidationError(f"{prop.exchange}: one value is expected, not a list")
+        if not all(isinstance(v, str) for v in value):
+            raise ValidationError(f"{prop.exchange}: every item of the list must be a string")
+        items: Iterable[Any] = value
+    elif value is None or isinstance(value, str | bool | int | float):
+        items = (value,)
+    else:
+        kind = "JSON object" if isinstance(value, Mapping) else type(value).__name__
+        raise ValidationError(f"{prop.exchange}: a {kind} is not a valid value")
+    for item in items:
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValidationError(f"{prop.exchange}: the text is not valid Unicode") from None
+
+
 def _parse(key: str, value: Any) -> tuple[str, Any]:
     """(attribute, parsed value); a value of the wrong shape (a JSON object, say) is a ValidationError."""
     prop = _property(key)
+    _check_shape(prop, value)
     try:
         return prop.attr, prop.parse(value)
     except ValidationError:
