@@ -168,6 +168,20 @@ async def test_resubmit_sends_unreachable_and_orphaned_recipients_to_submission(
     assert rows["kept@x.test"].connector == "live"
 
 
+async def test_resubmit_of_removed_connectors_touches_only_theirs(store: Store) -> None:
+    await store.submit([message(rcpt("u@x.test", RETRY, queue="Unreachable", connector=None, when=NOW + 999),
+                                rcpt("gone@x.test", connector="removed"),
+                                rcpt("unknown@x.test", connector="not-live-but-not-named"),
+                                rcpt("kept@x.test", connector="live"))])
+    assert await store.resubmit(["live"], NOW, removed=["removed"]) == 2
+    rows = {r.address: r for r in (await store.messages())[0][1]}
+    assert rows["u@x.test"].queue == "Submission"
+    assert rows["gone@x.test"].connector is None and rows["gone@x.test"].queue == "Submission"
+    assert rows["unknown@x.test"].connector == "not-live-but-not-named"
+    assert rows["kept@x.test"].connector == "live"
+    assert await store.resubmit(["live"], NOW, removed=[]) == 0
+
+
 async def test_next_due(store: Store) -> None:
     assert await store.next_due(None) is None
     await store.submit([message(rcpt("a@x.test", RETRY, when=NOW + 50), rcpt("b@x.test", RETRY, when=NOW + 20))])

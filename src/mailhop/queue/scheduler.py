@@ -102,6 +102,7 @@ class Scheduler:
         self._acc_jobs = 0
         self._acc_scheduled = False
         self._config_version = -1
+        self._live: set[str] | None = None   # guids of the enabled connectors at the last load
 
     # --- life cycle -----------------------------------------------------------------------
 
@@ -223,7 +224,11 @@ class Scheduler:
         connectors = await rt.store.list_connectors()
         rt.router = Router(connectors, rt.server_name)
         self.credentials.invalidate()
-        moved = await rt.store.resubmit([c.guid for c in connectors if c.enabled], rt.clock())
+        live = [c.guid for c in connectors if c.enabled]
+        # At start every waiting recipient is checked; afterwards only those of connectors gone since.
+        removed = None if self._live is None else sorted(self._live - set(live))
+        moved = await rt.store.resubmit(live, rt.clock(), removed)
+        self._live = set(live)
         if not force:
             log.info("send connectors changed (version %d); %d recipient(s) resubmitted", version, moved)
         self.wake()

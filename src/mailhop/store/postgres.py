@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import psycopg
@@ -73,6 +74,9 @@ class PostgresDialect:
     name = "postgres"
     least = "LEAST"
     for_update = " FOR UPDATE SKIP LOCKED"
+
+    def writer_lock(self) -> AbstractContextManager[None]:
+        return nullcontext()  # PostgreSQL's own row locks (FOR UPDATE SKIP LOCKED) serialize what must be
 
     def __init__(self, url: str) -> None:
         self.url = url

@@ -22,6 +22,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
 from importlib import resources
 from typing import Any, Protocol, TypeVar
 
@@ -83,6 +84,7 @@ class Dialect(Protocol):
     for_update: str     # appended to the claim's SELECT: row locks that skip locked rows
 
     def connect(self) -> Conn: ...
+    def writer_lock(self) -> AbstractContextManager[None]: ...
     def begin(self, writer: bool) -> str: ...
     def is_conflict(self, exc: BaseException) -> bool: ...
     def is_error(self, exc: BaseException) -> bool: ...
@@ -169,31 +171,42 @@ class _DbThread:
             if item is None:
                 break
             batch = [item]
-            while self._writer and len(batch) < BATCH_LIMIT:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    stopping = True
-                    break
-                batch.append(nxt)
-            if conn is None:
-                try:
-                    conn = self._dialect.connect()
-                except Exception as exc:
-                    failure = StoreError(f"cannot reach the {self._dialect.name} store: {exc}")
-                    for _, future, loop in batch:
-                        loop.call_soon_threadsafe(_resolve, future, None, failure)
-                    continue
-            if not self._execute(conn, batch):
-                try:
-                    conn.close()
-                except Exception:
-                    pass
-                conn = None  # re-opened for the next batch
+            if self._writer:
+                with self._dialect.writer_lock():
+                    # Ops that came in while this thread waited for the lock join the batch.
+                    while len(batch) < BATCH_LIMIT:
+                        try:
+                            nxt = self._queue.get_nowait()
+                        except queue.Empty:
+                            break
+                        if nxt is None:
+                            stopping = True
+                            break
+                        batch.append(nxt)
+                    conn = self._run_batch(conn, batch)
+            else:
+                conn = self._run_batch(conn, batch)
         if conn is not None:
             conn.close()
+
+    def _run_batch(self, conn: Conn | None, batch: list[tuple[_Op, asyncio.Future[Any], asyncio.AbstractEventLoop]]
+                   ) -> Conn | None:
+        """Execute a batch; the connection to use next (None: re-open it for the next batch)."""
+        if conn is None:
+            try:
+                conn = self._dialect.connect()
+            except Exception as exc:
+                failure = StoreError(f"cannot reach the {self._dialect.name} store: {exc}")
+                for _, future, loop in batch:
+                    loop.call_soon_threadsafe(_resolve, future, None, failure)
+                return None
+        if not self._execute(conn, batch):
+            try:
+                conn.close()
+            except Exception:
+                pass
+            return None  # re-opened for the next batch
+        return conn
 
     def _execute(self, conn: Conn, batch: list[tuple[_Op, asyncio.Future[Any], asyncio.AbstractEventLoop]]) -> bool:
         """Run a batch in one transaction; False when the connection is unusable."""
@@ -533,7 +546,10 @@ class SqlStore:
                     "OR lease_until < ?)")
             prefix = owner_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "/%"
             params = (prefix, incarnation, now)
-            ids = [r[0] for r in conn.execute(f"SELECT DISTINCT message_id FROM recipients WHERE {cond}", params)]
+            # No DISTINCT: with it SQLite walks the whole recipients_message index; without it,
+            # only the small partial index of active leases.
+            ids = list(dict.fromkeys(r[0] for r in conn.execute(f"SELECT message_id FROM recipients WHERE {cond}",
+                                                                  params)))
             conn.execute(
                 "UPDATE recipients SET status = CASE WHEN attempts > 0 THEN 'retry' ELSE 'ready' END, "
                 f"lease_owner = NULL, lease_until = NULL, next_attempt_at = {self._least}(next_attempt_at, ?) WHERE {cond}",
@@ -543,17 +559,29 @@ class SqlStore:
 
         return await self._writer.call(op)
 
-    async def resubmit(self, live_connectors: Sequence[str], now: float) -> int:
+    async def resubmit(self, live_connectors: Sequence[str], now: float,
+                       removed: Sequence[str] | None = None) -> int:
         """Send waiting recipients back to routing: Unreachable ones, and those of
-        connectors that were deleted or disabled (Exchange resubmits on such changes)."""
+        connectors that were deleted or disabled (Exchange resubmits on such changes).
+
+        ``removed`` names the connectors gone since the caller last looked (an index
+        lookup); without it every waiting recipient is checked against ``live_connectors``
+        (a scan of the queue, done once at start).
+        """
         def op(conn: Conn) -> int:
-            stale = f"connector NOT IN ({_in(live_connectors)})" if live_connectors else "connector IS NOT NULL"
-            return conn.execute(
-                "UPDATE recipients SET queue = ?, connector = NULL, delivery_type = ?, next_hop = ?, "
-                f"next_attempt_at = ? WHERE status IN ('ready', 'retry') AND "
-                f"((connector IS NULL AND queue = ?) OR {stale})",
-                (SUBMISSION_QUEUE, UNDEFINED, SUBMISSION_QUEUE, now, UNREACHABLE_QUEUE, *live_connectors),
-            ).rowcount
+            setting = ("UPDATE recipients SET queue = ?, connector = NULL, delivery_type = ?, next_hop = ?, "
+                       "next_attempt_at = ? WHERE status IN ('ready', 'retry') AND ")
+            values = (SUBMISSION_QUEUE, UNDEFINED, SUBMISSION_QUEUE, now)
+            moved = conn.execute(setting + "queue = ? AND connector IS NULL", (*values, UNREACHABLE_QUEUE)).rowcount
+            if removed is not None:
+                if removed:
+                    moved += conn.execute(setting + f"connector IN ({_in(removed)})", (*values, *removed)).rowcount
+            elif live_connectors:
+                moved += conn.execute(setting + f"connector NOT IN ({_in(live_connectors)})",
+                                      (*values, *live_connectors)).rowcount
+            else:
+                moved += conn.execute(setting + "connector IS NOT NULL", values).rowcount
+            return moved
 
         return await self._writer.call(op)
 

@@ -8,8 +8,11 @@ lock (``busy_timeout``).  The SQL itself lives in ``store.sql``.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from mailhop.errors import StoreError
@@ -25,6 +28,7 @@ class SqliteDialect:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._lock_fd: int | None = None
 
     def connect(self) -> Conn:
         conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
@@ -34,6 +38,23 @@ class SqliteDialect:
         conn.execute("PRAGMA foreign_keys = ON")
         conn.row_factory = sqlite3.Row
         return conn  # type: ignore[return-value]
+
+    @contextmanager
+    def writer_lock(self) -> Iterator[None]:
+        """Held by a worker's writer thread around each transaction.
+
+        With ``[server] workers`` above 1 several processes write the same file. SQLite's
+        own busy handler polls with sleeps of 1 ms and more, so a commit that waits for
+        another worker's commit waits longer than that commit took; a kernel lock
+        (flock) wakes the waiter the moment the holder lets go, in arrival order.
+        """
+        if self._lock_fd is None:
+            self._lock_fd = os.open(f"{self.path}-writer.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     def begin(self, writer: bool) -> str:
         return "BEGIN IMMEDIATE" if writer else "BEGIN"
