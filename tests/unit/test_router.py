@@ -181,6 +181,14 @@ def test_non_smtp_address_spaces_never_match() -> None:
         ([conn("B Contoso", "*", SenderDomains="contoso.com")], "", None),
         # a scoped connector is not used for other senders even with no alternative
         ([conn("B Contoso", "*", SenderDomains="contoso.com")], "u@fabrikam.com", None),
+        # scopes are indexed by sender: case, several scopes per connector, deep sub-domains
+        ([conn("A Internet", "*"), conn("B Wild", "*", SenderDomains="*.contoso.com")], "U@A.EU.Contoso.COM", "B Wild"),
+        ([conn("A Internet", "*"), conn("B Two", "*", SenderDomains="contoso.com,ceo@fabrikam.com")],
+         "CEO@fabrikam.com", "B Two"),
+        ([conn("A Internet", "*"), conn("B Two", "*", SenderDomains="contoso.com,ceo@fabrikam.com")],
+         "cfo@fabrikam.com", "A Internet"),
+        ([conn("A Internet", "*"), *[conn(f"T{i}", "*", SenderDomains=f"tenant{i}.test") for i in range(50)]],
+         "u@tenant7.test", "T7"),
     ],
 )
 def test_sender_scoped_routing(connectors: list[SendConnector], sender: str, expected: str | None) -> None:

@@ -30,13 +30,22 @@ def recipient_domain(address: str) -> str:
     return address.rpartition("@")[2].lower().rstrip(".")
 
 
+def _suffixes(domain: str) -> list[str]:
+    """``a.b.c`` -> ``a.b.c``, ``b.c``, ``c``."""
+    labels = domain.split(".")
+    return [".".join(labels[i:]) for i in range(len(labels))]
+
+
 class Router:
     def __init__(self, connectors: Iterable[SendConnector], server_name: str) -> None:
         self.server_name = server_name
         self.connectors = tuple(sorted(connectors, key=lambda c: c.name.lower()))
         self._exact: dict[str, list[SendConnector]] = defaultdict(list)
         self._wild: dict[str, list[SendConnector]] = defaultdict(list)
-        self._star: list[SendConnector] = []
+        self._star: list[SendConnector] = []  # '*' connectors for every sender
+        # '*' connectors scoped to senders, by the scope's address or domain (``*.`` dropped):
+        # a sender looks up only its own, so thousands of tenants' connectors cost nothing.
+        self._star_by_sender: dict[str, list[SendConnector]] = defaultdict(list)
         for c in self.connectors:
             if not c.enabled:
                 continue
@@ -44,29 +53,37 @@ class Router:
                 if not space.is_smtp:
                     continue
                 if space.address == "*":
-                    self._star.append(c)
+                    if not c.sender_domains:
+                        self._star.append(c)
+                    for scope in c.sender_domains:
+                        self._star_by_sender[scope.lower().removeprefix("*.")].append(c)
                 elif space.address.startswith("*."):
                     self._wild[space.address[2:]].append(c)
                 else:
                     self._exact[space.address].append(c)
         self.by_guid = {c.guid: c for c in self.connectors}
 
-    def _candidates(self, domain: str) -> list[SendConnector]:
+    def _candidates(self, domain: str, sender: str) -> list[SendConnector]:
+        """A superset of the connectors that can match (``route`` checks each one)."""
         seen: dict[str, SendConnector] = {}
         for c in self._exact.get(domain, ()):
             seen[c.guid] = c
-        labels = domain.split(".")
-        for i in range(len(labels)):
-            for c in self._wild.get(".".join(labels[i:]), ()):
+        for suffix in _suffixes(domain):
+            for c in self._wild.get(suffix, ()):
                 seen[c.guid] = c
         for c in self._star:
             seen[c.guid] = c
+        if sender and self._star_by_sender:
+            sender = sender.lower()
+            for key in (sender, *_suffixes(sender.rpartition("@")[2])):
+                for c in self._star_by_sender.get(key, ()):
+                    seen[c.guid] = c
         return list(seen.values())
 
     def route(self, recipient: str, sender: str = "", size: int = 0) -> Route:
         domain = recipient_domain(recipient)
         matches = []
-        for c in self._candidates(domain):
+        for c in self._candidates(domain, sender):
             address_match = c.match_recipient(domain)
             sender_match = c.match_sender(sender)
             if address_match is None or sender_match is None:
