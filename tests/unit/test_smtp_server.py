@@ -578,6 +578,29 @@ async def test_idle_timeout_sends_421_and_closes(smtp: Harness) -> None:
     await client.expect_eof()
 
 
+async def test_idle_timeout_counts_from_the_last_command_not_the_session_start(smtp: Harness) -> None:
+    running = await smtp.start(idle_timeout=0.5)
+    client = await smtp.session(running)
+    for _ in range(6):  # 1.5 s in all, three times the idle timeout, never 0.5 s idle
+        await asyncio.sleep(0.25)
+        assert (await client.cmd("NOOP")).code == 250
+    reply = await client.read_reply()
+    assert (reply.code, reply.enhanced) == (421, "4.4.2")
+    await client.expect_eof()
+
+
+async def test_data_timeout_applies_while_the_body_is_read(smtp: Harness) -> None:
+    running = await smtp.start(idle_timeout=60, data_timeout=0.3)
+    client = await smtp.session(running)
+    await transaction(client, "a@example.com", ["b@example.com"])
+    assert (await client.cmd("DATA")).code == 354
+    await client.send(b"Subject: half a message\r\n")  # and then nothing
+    reply = await client.read_reply()
+    assert (reply.code, reply.enhanced) == (421, "4.4.2")
+    await client.expect_eof()
+    assert running.handler.data == []
+
+
 async def test_stop_sends_421_to_idle_client_and_closes(smtp: Harness) -> None:
     running = await smtp.start()
     client = await smtp.session(running)

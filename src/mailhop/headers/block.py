@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import email.header
 import email.utils
+import functools
 import re
 
 _NAME = re.compile(rb"^([!-9;-~]+)[ \t]*:")
@@ -64,9 +65,16 @@ def decoded(value: str) -> str:
         return value
 
 
+@functools.lru_cache(maxsize=4)
+def _format_second(second: int) -> str:
+    return email.utils.format_datetime(dt.datetime.fromtimestamp(second, dt.UTC))
+
+
 def format_date(ts: float) -> str:
-    """An RFC 5322 date in UTC with a numeric zone: ``Sat, 28 Nov 2026 02:24:23 +0000``."""
-    return email.utils.format_datetime(dt.datetime.fromtimestamp(ts, dt.UTC).replace(microsecond=0))
+    """An RFC 5322 date in UTC with a numeric zone: ``Sat, 28 Nov 2026 02:24:23 +0000``.
+
+    Made once a second (every message of that second shares it)."""
+    return _format_second(int(ts))
 
 
 # Headers that belong to the organization and do not leave it (Exchange's header

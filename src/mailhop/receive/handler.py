@@ -12,6 +12,7 @@ failure answers ``451 4.3.0`` and the client keeps the message.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import logging
 
@@ -45,8 +46,12 @@ class ReceiveHandler:
     def may_relay(self, session: Session) -> bool:
         if session.auth_user is not None:
             return True
+        return self._in_ranges(session.peer_ip)
+
+    @functools.lru_cache(maxsize=1024)  # noqa: B019 - one handler per receive connector, for the server's life
+    def _in_ranges(self, peer_ip: str) -> bool:
         try:
-            ip = ipaddress.ip_address(session.peer_ip)
+            ip = ipaddress.ip_address(peer_ip)
         except ValueError:
             return False
         if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:

@@ -329,16 +329,19 @@ def _insert_messages(conn: Conn, messages: Sequence[NewMessage]) -> None:
             for r in m.recipients
         ],
     )
-    for m in messages:
-        _delete_if_done(conn, m.info.id)
+    _delete_done(conn, [r.id for m in messages for r in m.recipients if r.status in FINAL])
 
 
-def _delete_if_done(conn: Conn, message_id: int) -> None:
-    conn.execute(
-        f"DELETE FROM messages WHERE id = ? AND NOT EXISTS (SELECT 1 FROM recipients "
-        f"WHERE message_id = ? AND status NOT IN ({_in(FINAL)}))",
-        (message_id, message_id, *FINAL),
-    )
+def _delete_done(conn: Conn, final_recipients: Sequence[int]) -> None:
+    """Delete the messages of these (final) recipients that have no recipient left to handle;
+    their bodies and recipient rows go with them (ON DELETE CASCADE)."""
+    for start in range(0, len(final_recipients), 1000):  # bounded statement parameters
+        chunk = final_recipients[start:start + 1000]
+        conn.execute(
+            f"DELETE FROM messages WHERE id IN (SELECT message_id FROM recipients WHERE id IN ({_in(chunk)})) "
+            f"AND NOT EXISTS (SELECT 1 FROM recipients WHERE message_id = messages.id AND status NOT IN ({_in(FINAL)}))",
+            (*chunk, *FINAL),
+        )
 
 
 def _bump_config(conn: Conn) -> None:
@@ -515,12 +518,7 @@ class SqlStore:
                 )
             if batch.new_messages:
                 _insert_messages(conn, batch.new_messages)
-            touched = {row[0] for row in conn.execute(
-                f"SELECT DISTINCT message_id FROM recipients WHERE id IN ({_in([o.recipient_id for o in batch.outcomes])})",
-                [o.recipient_id for o in batch.outcomes],
-            )} if batch.outcomes else set()
-            for message_id in touched:
-                _delete_if_done(conn, message_id)
+            _delete_done(conn, [o.recipient_id for o in batch.outcomes if o.status in FINAL])
 
         await self._writer.call(op)
 
