@@ -18,7 +18,6 @@ with it, so the scheduler can put the queue in Retry.  Results go to the
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -86,6 +85,11 @@ async def no_auth(connector: SendConnector) -> AuthPlan | None:
     return None
 
 
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
 class NextHop:
     def __init__(self, pool: DeliveryPool, connector: SendConnector, next_hop: str) -> None:
         self.pool = pool
@@ -120,11 +124,16 @@ class NextHop:
             return self.jobs.popleft()
         if not connected or self.pool.stopping:
             return None
-        waiter = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
         self.waiting.append(waiter)
         idle = min(self.pool.settings.connection_cache_time, self.connector.connection_inactivity_timeout)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(waiter, idle)
+        # A timer that ends the wait, not wait_for: in 3.11 that makes a task per wait.
+        timer = loop.call_later(idle, _wake, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
         return self.jobs.popleft() if self.jobs else None
 
     async def _worker(self) -> None:

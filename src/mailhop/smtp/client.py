@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from mailhop.smtp.deadline import ReadTimer
 from mailhop.smtp.replies import Reply
 
 Trace = Callable[[str, str], None]  # (event, data): Exchange's protocol log event characters
@@ -113,6 +114,7 @@ class ClientConnection:
     authenticated_as: str | None = None
     closed: bool = False
     last_lines: list[str] = field(default_factory=list)
+    _timer: ReadTimer = field(default_factory=ReadTimer, init=False, repr=False)
 
     # --- the wire ---------------------------------------------------------------------
 
@@ -127,19 +129,21 @@ class ClientConnection:
                 self._trace(">", line)
         self.writer.write(data)
 
+    async def _reply_lines(self) -> list[bytes]:
+        lines: list[bytes] = []
+        while True:
+            line = await self.reader.readline()
+            if not line.endswith(b"\n"):
+                raise ProtocolError("the connection was closed")
+            if len(line) < 4 or not line[:3].isdigit() or line[3:4] not in (b" ", b"-", b"\r", b"\n"):
+                raise ProtocolError(f"not an SMTP reply: {line[:80]!r}")
+            lines.append(line)
+            if line[3:4] != b"-" or len(lines) > MAX_REPLY_LINES:
+                return lines
+
     async def _reply(self, timeout: float | None = None) -> Reply:
         """One (possibly multi-line) reply."""
-        lines: list[bytes] = []
-        async with asyncio.timeout(timeout or self.command_timeout):
-            while True:
-                line = await self.reader.readline()
-                if not line.endswith(b"\n"):
-                    raise ProtocolError("the connection was closed")
-                if len(line) < 4 or not line[:3].isdigit() or line[3:4] not in (b" ", b"-", b"\r", b"\n"):
-                    raise ProtocolError(f"not an SMTP reply: {line[:80]!r}")
-                lines.append(line)
-                if line[3:4] != b"-" or len(lines) > MAX_REPLY_LINES:
-                    break
+        lines = await self._timer.run(self._reply_lines(), timeout or self.command_timeout)
         code = int(lines[0][:3])
         self.last_lines = [line[4:].strip().decode("utf-8", "replace") for line in lines]
         text = "\n".join(self.last_lines)
@@ -407,6 +411,7 @@ class ClientConnection:
     # --- closing ----------------------------------------------------------------------------
 
     def abort(self) -> None:
+        self._timer.close()
         if not self.closed:
             self.closed = True
             self.writer.close()

@@ -30,9 +30,10 @@ import re
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from mailhop.model.address_space import is_valid_domain
+from mailhop.smtp.deadline import ReadTimer
 from mailhop.smtp.replies import SHUTTING_DOWN, Reply
 
 log = logging.getLogger(__name__)
@@ -117,64 +118,16 @@ class LineTooLong(Exception):
     pass
 
 
-class _Watchdog:
-    """The read timeouts of one session, with one timer for the whole session.
-
-    A read sets a deadline; the timer, when it fires, cancels the session's task if a read
-    is still waiting past its deadline, or sleeps until the current deadline.  This replaces
-    ``asyncio.timeout`` around every read, whose context manager and timer per read cost
-    about 5% of the server's CPU in profiles (docs/performance.md).
-    """
-
-    def __init__(self, task: asyncio.Task[Any]) -> None:
-        self.task = task
-        self.loop = task.get_loop()
-        self.deadline: float | None = None  # of the read waiting now; None when none is
-        self.handle: asyncio.TimerHandle | None = None
-        self.fired = False
-
-    def arm(self, timeout: float) -> None:
-        self.deadline = self.loop.time() + timeout
-        if self.handle is not None and self.handle.when() > self.deadline:
-            self.handle.cancel()
-            self.handle = None
-        if self.handle is None:
-            self.handle = self.loop.call_at(self.deadline, self._check)
-
-    def _check(self) -> None:
-        self.handle = None
-        if self.deadline is None:
-            return
-        if self.loop.time() >= self.deadline:
-            self.fired = True
-            self.task.cancel()
-        else:
-            self.handle = self.loop.call_at(self.deadline, self._check)
-
-    def close(self) -> None:
-        if self.handle is not None:
-            self.handle.cancel()
-            self.handle = None
-
-
 class _Input:
     """Buffered input over a StreamReader: command lines and DATA, with limits."""
 
     def __init__(self, reader: asyncio.StreamReader) -> None:
         self.reader = reader
         self.buf = bytearray()
-        self.watchdog: _Watchdog | None = None  # set by the session's task
+        self.timer = ReadTimer()
 
     async def _read(self, timeout: float) -> bytes:
-        watchdog = self.watchdog
-        if watchdog is None:
-            async with asyncio.timeout(timeout):
-                return await self.reader.read(READ_CHUNK)
-        watchdog.arm(timeout)
-        try:
-            return await self.reader.read(READ_CHUNK)
-        finally:
-            watchdog.deadline = None
+        return await self.timer.run(self.reader.read(READ_CHUNK), timeout)
 
     async def _fill(self, timeout: float) -> bool:
         data = await self._read(timeout)
@@ -381,8 +334,9 @@ class _Connection:
             self.server.protocol_log(self.session, direction, text)
 
     def reply(self, reply: Reply) -> None:
-        for line in reply.lines():
-            self._log(">", line)
+        if self.server.protocol_log is not None:
+            for line in reply.lines():
+                self._log(">", line)
         self.out.append(reply.wire())
 
     async def flush(self, force: bool = False) -> None:
@@ -409,28 +363,20 @@ class _Connection:
 
     async def run(self) -> None:
         self._log("+", f"{self.session.peer_ip}:{self.session.peer_port}")
-        task = asyncio.current_task()
-        assert task is not None
-        watchdog = self.input.watchdog = _Watchdog(task)
         try:
             await self._run()
         except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
             pass
         except TimeoutError:
             self.close_now(Reply(421, "4.4.2", f"{self.options.hostname} Error: timeout exceeded"))
-        except asyncio.CancelledError:
-            if not watchdog.fired:
-                raise
-            task.uncancel()  # the read timed out: a 421, not a cancelled session
-            self.close_now(Reply(421, "4.4.2", f"{self.options.hostname} Error: timeout exceeded"))
         finally:
-            watchdog.close()
             self._log("-", "disconnected")
             if not self.closed:
                 self.closed = True
                 self.writer.close()
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.writer.wait_closed(), 1)
+                await self.input.timer.run(self.writer.wait_closed(), 1)
+            self.input.timer.close()
 
     async def _run(self) -> None:
         self.busy = True
