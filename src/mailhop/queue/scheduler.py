@@ -225,7 +225,7 @@ class Scheduler:
         rt.router = Router(connectors, rt.server_name)
         self.credentials.invalidate()
         live = [c.guid for c in connectors if c.enabled]
-        # At start every waiting recipient is checked; afterwards only those of connectors gone since.
+        # At start the connectors the queue names are checked; afterwards only those gone since.
         removed = None if self._live is None else sorted(self._live - set(live))
         moved = await rt.store.resubmit(live, rt.clock(), removed)
         self._live = set(live)

@@ -562,23 +562,26 @@ class SqlStore:
         """Send waiting recipients back to routing: Unreachable ones, and those of
         connectors that were deleted or disabled (Exchange resubmits on such changes).
 
-        ``removed`` names the connectors gone since the caller last looked (an index
-        lookup); without it every waiting recipient is checked against ``live_connectors``
-        (a scan of the queue, done once at start).
+        ``removed`` names the connectors gone since the caller last looked; without it
+        (at start) the connectors that waiting recipients name are read from the
+        ``recipients_connector`` index and compared with ``live_connectors``.  Either way
+        the queue is never scanned row by row.
         """
         def op(conn: Conn) -> int:
             setting = ("UPDATE recipients SET queue = ?, connector = NULL, delivery_type = ?, next_hop = ?, "
                        "next_attempt_at = ? WHERE status IN ('ready', 'retry') AND ")
             values = (SUBMISSION_QUEUE, UNDEFINED, SUBMISSION_QUEUE, now)
             moved = conn.execute(setting + "queue = ? AND connector IS NULL", (*values, UNREACHABLE_QUEUE)).rowcount
-            if removed is not None:
-                if removed:
-                    moved += conn.execute(setting + f"connector IN ({_in(removed)})", (*values, *removed)).rowcount
-            elif live_connectors:
-                moved += conn.execute(setting + f"connector NOT IN ({_in(live_connectors)})",
-                                      (*values, *live_connectors)).rowcount
+            if removed is None:
+                live = set(live_connectors)
+                stale = [row[0] for row in conn.execute(  # the recipients_connector index, not the queue
+                    "SELECT DISTINCT COALESCE(connector, '') FROM recipients WHERE status IN ('ready', 'retry')")
+                    if row[0] and row[0] not in live]
             else:
-                moved += conn.execute(setting + "connector IS NOT NULL", values).rowcount
+                stale = list(removed)
+            if stale:
+                moved += conn.execute(setting + f"COALESCE(connector, '') IN ({_in(stale)})",
+                                      (*values, *stale)).rowcount
             return moved
 
         return await self._writer.call(op)
