@@ -40,6 +40,11 @@ from pathlib import Path
 from types import FrameType
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # the test suite's helpers: one Postfix master.cf, one TOML writer
+
+from tests.support.mailhop import to_toml  # noqa: E402,F401 - re-exported for the scripts
+from tests.support.postfix import MASTER_SERVICES  # noqa: E402,F401
+
 VENV_BIN = Path(sys.executable).parent
 MAILHOP = str(VENV_BIN / "mailhop")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -464,29 +469,6 @@ def update_report(path: Path, part: str, body: str) -> None:
 
 
 # --- mailhop configuration -----------------------------------------------------------------
-
-
-def toml_value(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return str(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{text}"'
-
-
-def to_toml(config: dict[str, object]) -> str:
-    out: list[str] = []
-    for section, body in config.items():
-        items = body if isinstance(body, list) else [body]
-        for item in items:
-            assert isinstance(item, dict)
-            out.append(f"[[{section}]]" if isinstance(body, list) else f"[{section}]")
-            out += [f"{k} = {toml_value(v)}" for k, v in item.items()]
-            out.append("")
-    return "\n".join(out)
 
 
 def mailhop_sections() -> set[str]:
