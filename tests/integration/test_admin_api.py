@@ -177,6 +177,9 @@ def assert_error(r: httpx.Response, status: int, detail: str | None = None) -> N
 
 async def park_unreachable(api: Api, sender: str = "alice@contoso.test", to: str = "bob@fabrikam.test") -> int:
     """Submit a message no connector matches; wait until it waits in the Unreachable queue."""
+    # Apply connector changes made just before now: the scheduler's own poll would otherwise
+    # resubmit the parked message a moment later, under the caller's feet.
+    await api.t.service.scheduler._load_config()
     sent = await submit(api.t.port, sender, [to])
 
     async def parked() -> bool:
@@ -525,8 +528,6 @@ async def _concrete(api: Api) -> dict[tuple[str, str], tuple[str, dict[str, Any]
     r = await api.full.post("/api/connectors", json={"Name": "Relay", "AddressSpaces": "fabrikam.test",
                                                       "DNSRoutingEnabled": False, "SmartHosts": "relay.contoso.test"})
     assert r.status_code == 201, r.text
-    # Apply the change now: the scheduler's own poll would otherwise resubmit the parked message later.
-    await api.t.service.scheduler._load_config()
     message_id = await park_unreachable(api, to="carol@northwind.test")
     return {
         ("GET", "/api/session"): ("/api/session", {}),

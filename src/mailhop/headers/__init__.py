@@ -1,1 +1,1 @@
-"""Message headers: reading the header block, and (later) the header analyzer."""
+"""Message headers: reading the header block (block), Received lines (received), and the header analyzer (analyzer)."""

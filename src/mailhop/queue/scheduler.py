@@ -103,6 +103,7 @@ class Scheduler:
         self._acc_scheduled = False
         self._config_version = -1
         self._live: set[str] | None = None   # guids of the enabled connectors at the last load
+        self._config_lock = asyncio.Lock()
 
     # --- life cycle -----------------------------------------------------------------------
 
@@ -214,6 +215,12 @@ class Scheduler:
                 log.error("reading configuration changes failed: %s", exc)
 
     async def _load_config(self, force: bool = False) -> None:
+        # One load at a time: two interleaved loads would both resubmit, and diff the
+        # connectors against the same earlier set.
+        async with self._config_lock:
+            await self._load_config_now(force)
+
+    async def _load_config_now(self, force: bool) -> None:
         rt = self.rt
         version = await rt.store.config_version()
         rt.queue_states = {q.queue.lower(): q for q in await rt.store.queue_states()}

@@ -28,7 +28,6 @@ class SqliteDialect:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._lock_fd: int | None = None
 
     def connect(self) -> Conn:
         conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
@@ -48,13 +47,12 @@ class SqliteDialect:
         another worker's commit waits longer than that commit took; a kernel lock
         (flock) wakes the waiter the moment the holder lets go, in arrival order.
         """
-        if self._lock_fd is None:
-            self._lock_fd = os.open(f"{self.path}-writer.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        fd = os.open(f"{self.path}-writer.lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
             yield
         finally:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(fd)  # closing releases the lock
 
     def begin(self, writer: bool) -> str:
         return "BEGIN IMMEDIATE" if writer else "BEGIN"
