@@ -75,11 +75,11 @@ class PostgresDialect:
     least = "LEAST"
     for_update = " FOR UPDATE SKIP LOCKED"
 
-    def writer_lock(self) -> AbstractContextManager[None]:
-        return nullcontext()  # PostgreSQL's own row locks (FOR UPDATE SKIP LOCKED) serialize what must be
-
     def __init__(self, url: str) -> None:
         self.url = url
+
+    def writer_lock(self) -> AbstractContextManager[None]:
+        return nullcontext()  # PostgreSQL's own row locks (FOR UPDATE SKIP LOCKED) serialize what must be
 
     def connect(self) -> Conn:
         conn = psycopg.connect(self.url, autocommit=True, row_factory=_row_factory, connect_timeout=10)

@@ -2,8 +2,10 @@
 
 ``synchronous=FULL``: the WAL is fsync'd at every commit, so a committed message
 survives a crash of the process or of the machine (NORMAL would not be durable in
-WAL mode).  Other processes (the CLI) open the same file and wait for the write
-lock (``busy_timeout``).  The SQL itself lives in ``store.sql``.
+WAL mode).  Other processes open the same file: mailhop's own writers (worker
+processes, the CLI) take turns through a kernel lock around each transaction
+(``writer_lock``), anything else waits for SQLite's write lock (``busy_timeout``).
+The SQL itself lives in ``store.sql``.
 """
 
 from __future__ import annotations
