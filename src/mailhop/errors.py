@@ -7,6 +7,8 @@ called; nothing above that boundary catches a library's exception type.
 
 from __future__ import annotations
 
+from mailhop.outcome import Reply
+
 
 class MailhopError(Exception):
     """Base of every error mailhop raises on purpose."""
@@ -34,3 +36,32 @@ class ConflictError(MailhopError):
 
 class StoreError(MailhopError):
     """The store could not carry out an operation; nothing was changed."""
+
+
+class ProtocolError(MailhopError):
+    """A peer closed the connection or said something that is not SMTP."""
+
+
+class LineTooLong(ProtocolError):
+    """A command or reply line is longer than the protocol allows."""
+
+
+class ConnectionFailure(MailhopError):
+    """An endpoint could not carry a transaction; ``reply`` says why (always 4xx).
+
+    ``stage`` names where it failed (connect, starttls, after-tls, helo, auth,
+    config), so delivery can decide whether another attempt is allowed.
+    """
+
+    def __init__(self, reply: Reply, stage: str) -> None:
+        super().__init__(str(reply))
+        self.reply = reply
+        self.stage = stage
+
+
+class AuthenticationRequired(MailhopError):
+    """No valid credential came with a request (the admin API answers 401)."""
+
+
+class PermissionDenied(MailhopError):
+    """The credential is valid but may not do this (the admin API answers 403)."""

@@ -18,7 +18,7 @@ from mailhop.model.message import (
     MessageInfo,
     NewMessage,
     NewRecipient,
-    Outcome,
+    RecipientUpdate,
     RecordBatch,
     new_message_id,
 )
@@ -107,14 +107,14 @@ async def test_record_deletes_finished_messages_only(store: Store) -> None:
     await store.submit([m])
     claim = (await store.claim("S/1", NOW, NOW + 60, 10, None))[0]
     a, b = claim.recipients
-    await store.record(RecordBatch([Outcome(a.id, DELIVERED, attempted=True),
-                                    Outcome(b.id, RETRY, next_attempt_at=NOW + 300, last_error="451 4.4.0 x", attempted=True)]))
+    await store.record(RecordBatch([RecipientUpdate(a.id, DELIVERED, attempted=True),
+                                    RecipientUpdate(b.id, RETRY, next_attempt_at=NOW + 300, last_error="451 4.4.0 x", attempted=True)]))
     rows = (await store.messages())[0][1]
     assert {r.address: (r.status, r.attempts, r.last_error) for r in rows} == {
         "a@x.test": (DELIVERED, 1, None), "b@x.test": (RETRY, 1, "451 4.4.0 x")}
     claim = (await store.claim("S/1", NOW + 300, NOW + 360, 10, None))[0]
     ndr = message(rcpt("alice@contoso.test"), sender="")
-    await store.record(RecordBatch([Outcome(claim.recipients[0].id, FAILED, last_error="550 5.1.1 no")], [ndr]))
+    await store.record(RecordBatch([RecipientUpdate(claim.recipients[0].id, FAILED, last_error="550 5.1.1 no")], [ndr]))
     remaining = await store.messages()
     assert [info.id for info, _ in remaining] == [ndr.info.id]
     with pytest.raises(NotFoundError):
@@ -124,11 +124,11 @@ async def test_record_deletes_finished_messages_only(store: Store) -> None:
 async def test_record_moves_recipient_to_new_route(store: Store) -> None:
     await store.submit([message(rcpt("a@x.test", connector=None, queue="Submission"))])
     r = (await store.claim("S/1", NOW, NOW + 60, 10, None))[0].recipients[0]
-    await store.record(RecordBatch([Outcome(r.id, READY, queue="fabrikam.test", connector="g2",
+    await store.record(RecordBatch([RecipientUpdate(r.id, READY, queue="fabrikam.test", connector="g2",
                                             delivery_type="DnsConnectorDelivery", next_hop="fabrikam.test")]))
     row = (await store.messages())[0][1][0]
     assert (row.queue, row.connector, row.delivery_type, row.status) == ("fabrikam.test", "g2", "DnsConnectorDelivery", READY)
-    await store.record(RecordBatch([Outcome(r.id, RETRY, queue="Unreachable", clear_connector=True)]))
+    await store.record(RecordBatch([RecipientUpdate(r.id, RETRY, queue="Unreachable", clear_connector=True)]))
     row = (await store.messages())[0][1][0]
     assert (row.queue, row.connector) == ("Unreachable", None)
 

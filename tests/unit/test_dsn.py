@@ -10,8 +10,8 @@ from email.message import Message
 import pytest
 
 from mailhop.model.message import MessageInfo
+from mailhop.outcome import Reply
 from mailhop.queue.dsn import RecipientReport, build, should_notify
-from mailhop.smtp.replies import Reply
 
 RECEIVED_AT = 1_700_000_000.0
 NOW = RECEIVED_AT + 3_600

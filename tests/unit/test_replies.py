@@ -1,16 +1,11 @@
-"""mailhop.smtp.replies: SMTP replies with RFC 3463 enhanced status codes."""
+"""mailhop.outcome and mailhop.smtp.replies: SMTP replies with RFC 3463 enhanced status codes."""
 
 from __future__ import annotations
 
 import pytest
 
-from mailhop.smtp.replies import (
-    MESSAGE_TOO_BIG,
-    QUEUE_EXPIRED,
-    RELAY_DENIED,
-    ROUTING_SIZE_LIMIT,
-    Reply,
-)
+from mailhop.outcome import QUEUE_EXPIRED, ROUTING_SIZE_LIMIT, Outcome, Reply
+from mailhop.smtp.replies import MESSAGE_TOO_BIG, RELAY_DENIED
 
 # --- Reply.parse --------------------------------------------------------------------------
 
@@ -139,27 +134,27 @@ def test_wire(reply: Reply, wire: bytes) -> None:
 @pytest.mark.parametrize(
     ("code", "kind", "ok", "temporary", "permanent"),
     [
-        (220, "ok", True, False, False),
-        (250, "ok", True, False, False),
-        (421, "temp", False, True, False),
-        (450, "temp", False, True, False),
-        (451, "temp", False, True, False),
-        (452, "temp", False, True, False),
-        (499, "temp", False, True, False),
-        (500, "perm", False, False, True),
-        (550, "perm", False, False, True),
-        (554, "perm", False, False, True),
+        (220, Outcome.DELIVERED, True, False, False),
+        (250, Outcome.DELIVERED, True, False, False),
+        (421, Outcome.TEMPORARY, False, True, False),
+        (450, Outcome.TEMPORARY, False, True, False),
+        (451, Outcome.TEMPORARY, False, True, False),
+        (452, Outcome.TEMPORARY, False, True, False),
+        (499, Outcome.TEMPORARY, False, True, False),
+        (500, Outcome.PERMANENT, False, False, True),
+        (550, Outcome.PERMANENT, False, False, True),
+        (554, Outcome.PERMANENT, False, False, True),
     ],
 )
-def test_kind(code: int, kind: str, ok: bool, temporary: bool, permanent: bool) -> None:
+def test_outcome(code: int, kind: Outcome, ok: bool, temporary: bool, permanent: bool) -> None:
     reply = Reply.parse(code, "text")
-    assert reply.kind == kind
+    assert reply.outcome is kind
     assert (reply.ok, reply.temporary, reply.permanent) == (ok, temporary, permanent)
 
 
 def test_classification_follows_the_code_not_the_enhanced_class() -> None:
     # 550 4.4.7 QUEUE.Expired is a permanent failure although its enhanced class is 4.
-    assert QUEUE_EXPIRED.kind == "perm"
+    assert QUEUE_EXPIRED.outcome is Outcome.PERMANENT
     assert QUEUE_EXPIRED.permanent and not QUEUE_EXPIRED.temporary
 
 

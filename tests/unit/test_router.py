@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from mailhop.model.connector import SendConnector, new_connector
+from mailhop.outcome import ROUTING_SIZE_LIMIT
 from mailhop.routing.router import Router, recipient_domain
-from mailhop.smtp.replies import ROUTING_SIZE_LIMIT
 
 LOCAL = "EXCH01"
 MB = 1024 * 1024

@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 
-from mailhop.smtp.client import ClientConnection, ConnectionFailure, TlsPlan
+from mailhop.errors import ConnectionFailure
+from mailhop.outcome import Outcome
+from mailhop.smtp.client import ClientConnection, TlsPlan
 from tests.unit.smtp_helpers import IO_TIMEOUT, TlsMaterial, free_port, make_tls_material
 
 HELO = "mailhop.test.example"
@@ -141,9 +143,9 @@ async def test_per_recipient_replies(sink_factory: Callable[..., Sink], connecti
 
     assert set(tx.recipients) == set(rcpts)
     ok, gone, busy = (tx.recipients[r] for r in rcpts)
-    assert ok.kind == "ok" and ok.code == 250
-    assert gone.kind == "perm" and (gone.code, gone.enhanced) == (550, "5.1.1")
-    assert busy.kind == "temp" and (busy.code, busy.enhanced) == (450, "4.2.0")
+    assert ok.outcome is Outcome.DELIVERED and ok.code == 250
+    assert gone.outcome is Outcome.PERMANENT and (gone.code, gone.enhanced) == (550, "5.1.1")
+    assert busy.outcome is Outcome.TEMPORARY and (busy.code, busy.enhanced) == (450, "4.2.0")
     assert tx.failure is None
     assert tx.data_reply is not None and tx.data_reply.ok
 
@@ -161,8 +163,8 @@ async def test_all_recipients_refused_sends_no_data(
     sink = sink_factory(SinkHandler(reject={"gone@example.com"}, tempfail={"busy@example.com"}))
     conn = await open_conn(connections, sink.port)
     tx = await conn.send(SENDER, ["gone@example.com", "busy@example.com"], BODY)
-    assert tx.recipients["gone@example.com"].kind == "perm"
-    assert tx.recipients["busy@example.com"].kind == "temp"
+    assert tx.recipients["gone@example.com"].outcome is Outcome.PERMANENT
+    assert tx.recipients["busy@example.com"].outcome is Outcome.TEMPORARY
     assert tx.data_reply is None
     assert sink.handler.messages == []
     assert conn.messages_sent == 0

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from mailhop.smtp.replies import Reply
+from mailhop.outcome import Reply
 from mailhop.smtp.server import ServerOptions, Session, SMTPServer
 from tests.unit.smtp_helpers import (
     ENHANCED_LINE,

@@ -30,7 +30,15 @@ from mailhop.admin.auth import Principal, Sessions, csrf_ok, token_hash
 from mailhop.admin.dashboard import dashboard
 from mailhop.config import Settings
 from mailhop.delivery.tls import check_certificate
-from mailhop.errors import ConflictError, MailhopError, NotFoundError, StoreError, ValidationError
+from mailhop.errors import (
+    AuthenticationRequired,
+    ConflictError,
+    MailhopError,
+    NotFoundError,
+    PermissionDenied,
+    StoreError,
+    ValidationError,
+)
 from mailhop.model.connector import SendConnector, new_connector, to_exchange, update_connector
 from mailhop.queue import admin as queues
 from mailhop.queue import servers
@@ -60,15 +68,6 @@ class HeaderText(BaseModel):
 _MessageId = ApiPath(ge=0, le=2**63 - 1)
 
 
-class ApiError(Exception):
-    """An HTTP error of the API's own (auth), answered as ``{"detail": ...}``."""
-
-    def __init__(self, status: int, detail: str) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
-
-
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody, "description": text}
     for code, text in ((400, "Invalid input"), (401, "No valid token"), (403, "Not allowed"),
@@ -88,6 +87,10 @@ class AdminContext:
 
 
 def _status(exc: MailhopError) -> int:
+    if isinstance(exc, AuthenticationRequired):
+        return 401
+    if isinstance(exc, PermissionDenied):
+        return 403
     if isinstance(exc, NotFoundError):
         return 404
     if isinstance(exc, ConflictError):
@@ -110,14 +113,14 @@ async def principal(request: Request) -> Principal:
         # A session lives only as long as the token it was opened with (not one of the same name).
         if session is not None and session.token and await ctx.store.token_by_hash(session.token) is not None:
             return session
-    raise ApiError(401, "A valid token is required (Authorization: Bearer <token>)")
+    raise AuthenticationRequired("A valid token is required (Authorization: Bearer <token>)")
 
 
 async def writer(request: Request, who: Annotated[Principal, Depends(principal)]) -> Principal:
     if who.read_only:
-        raise ApiError(403, f"The token '{who.name}' is read-only")
+        raise PermissionDenied(f"The token '{who.name}' is read-only")
     if not csrf_ok(who, request.headers.get("x-csrf-token")):
-        raise ApiError(403, "Missing or wrong X-CSRF-Token for this session")
+        raise PermissionDenied("Missing or wrong X-CSRF-Token for this session")
     return who
 
 
@@ -143,10 +146,6 @@ def create_app(ctx: AdminContext) -> FastAPI:
             return _error(400, "the request body must be a JSON object (Content-Type: application/json)")
         return _error(400, f"{where}: {message}" if where else message)
 
-    @app.exception_handler(ApiError)
-    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return _error(exc.status, exc.detail)
-
     app.state.ctx = ctx
     api = "/api"
 
@@ -157,7 +156,7 @@ def create_app(ctx: AdminContext) -> FastAPI:
         hashed = token_hash(login.token)
         found = await ctx.store.token_by_hash(hashed)
         if found is None:
-            raise ApiError(401, "This token is not valid")
+            raise AuthenticationRequired("This token is not valid")
         session = ctx.sessions.open(found.name, found.read_only, hashed)
         response.set_cookie(COOKIE, session.session or "", httponly=True, samesite="strict", path="/",
                             max_age=int(ctx.sessions.lifetime))

@@ -15,7 +15,7 @@ from collections import defaultdict
 
 from mailhop.delivery.dns import DnsError, Resolver
 from mailhop.delivery.endpoints import MAX_ENDPOINTS, Endpoint
-from mailhop.smtp.replies import Reply
+from mailhop.outcome import Reply
 
 
 class DeliveryDnsError(DnsError):

@@ -27,13 +27,13 @@ from mailhop.config import DeliverySettings
 from mailhop.delivery.dns import DnsError, Resolver
 from mailhop.delivery.endpoints import Endpoint, smart_host_endpoints
 from mailhop.delivery.mx import DeliveryDnsError, dns_failed_reply, mx_endpoints, nxdomain_reply
-from mailhop.errors import MailhopError
+from mailhop.errors import ConnectionFailure, MailhopError
 from mailhop.headers import block
 from mailhop.model.connector import SendConnector
 from mailhop.model.message import Claim
 from mailhop.model.route import DNS
-from mailhop.smtp.client import AuthPlan, ClientConnection, ConnectionFailure, TlsPlan
-from mailhop.smtp.replies import Reply
+from mailhop.outcome import Reply
+from mailhop.smtp.client import AuthPlan, ClientConnection, TlsPlan
 from mailhop.tracking.protocol import ProtocolLog, SessionTrace
 
 log = logging.getLogger(__name__)

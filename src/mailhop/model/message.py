@@ -133,7 +133,7 @@ class Claim:
 
 
 @dataclass(slots=True)
-class Outcome:
+class RecipientUpdate:
     """What happened to one recipient; applied by ``Store.record`` in one transaction."""
 
     recipient_id: int
@@ -151,6 +151,6 @@ class Outcome:
 
 @dataclass(slots=True)
 class RecordBatch:
-    outcomes: list[Outcome] = field(default_factory=list)
+    outcomes: list[RecipientUpdate] = field(default_factory=list)
     new_messages: list[NewMessage] = field(default_factory=list)
     delay_notified: list[int] = field(default_factory=list)

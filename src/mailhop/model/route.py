@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mailhop.model.connector import SendConnector
-from mailhop.smtp.replies import Reply
+from mailhop.outcome import Reply
 
 SMART_HOST = "SmartHostConnectorDelivery"
 DNS = "DnsConnectorDelivery"

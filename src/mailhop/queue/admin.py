@@ -21,10 +21,10 @@ from mailhop.model.route import (
     UNREACHABLE,
     UNREACHABLE_QUEUE,
 )
+from mailhop.outcome import QUEUE_ADMIN
 from mailhop.queue import dsn
 from mailhop.queue.runtime import Runtime
 from mailhop.queue.submission import Submission
-from mailhop.smtp.replies import QUEUE_ADMIN
 from mailhop.store.base import QueueState, Store
 from mailhop.tracking.log import iso
 

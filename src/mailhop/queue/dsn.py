@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from mailhop.headers import block
 from mailhop.model.message import MessageInfo
-from mailhop.smtp.replies import Reply
+from mailhop.outcome import Reply
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,8 +43,8 @@ from mailhop.model.message import (
     RETRY,
     Claim,
     MessageInfo,
-    Outcome,
     RecipientRow,
+    RecipientUpdate,
     RecordBatch,
 )
 from mailhop.model.route import (
@@ -54,13 +54,13 @@ from mailhop.model.route import (
     UNREACHABLE,
     UNREACHABLE_QUEUE,
 )
+from mailhop.outcome import POISON as POISON_REPLY
+from mailhop.outcome import QUEUE_EXPIRED, Reply
 from mailhop.queue import dsn
 from mailhop.queue.journal import CrashJournal
 from mailhop.queue.runtime import Runtime
 from mailhop.queue.submission import Placement, Submission, place
 from mailhop.routing.router import Router
-from mailhop.smtp.replies import POISON as POISON_REPLY
-from mailhop.smtp.replies import QUEUE_EXPIRED, Reply
 from mailhop.store.base import QueueState, ServerInfo
 from mailhop.tracking.protocol import ProtocolLog
 
@@ -254,7 +254,7 @@ class Scheduler:
             # Jobs not yet started go back to the shared queues; deliveries in flight finish.
             pending = self.pool.take_pending()
             now = rt.clock()
-            batch = RecordBatch([Outcome(r.id, RETRY if r.attempts else READY, next_attempt_at=now)
+            batch = RecordBatch([RecipientUpdate(r.id, RETRY if r.attempts else READY, next_attempt_at=now)
                                  for job in pending for r in job.claim.recipients])
             for job in pending:
                 self.journal.end(job.claim.message.id)
@@ -312,7 +312,7 @@ class Scheduler:
             reports = []
             for r in claim.recipients:
                 reply = expired_reply(r)
-                batch.outcomes.append(Outcome(r.id, FAILED, last_error=str(reply)))
+                batch.outcomes.append(RecipientUpdate(r.id, FAILED, last_error=str(reply)))
                 reports.append(dsn.RecipientReport(r.address, reply))
                 rt.tracking.event("FAIL", info, source="QUEUE", recipients=[r.address],
                                   recipient_status=[str(reply)], connector_id=r.queue)
@@ -373,7 +373,7 @@ class Scheduler:
             connector = self.rt.router.by_guid.get(guid)
             if connector is None:  # deleted since it was routed: back to the categorizer
                 self._spawn_record(RecordBatch([
-                    Outcome(r.id, READY, queue=SUBMISSION_QUEUE, delivery_type=UNDEFINED,
+                    RecipientUpdate(r.id, READY, queue=SUBMISSION_QUEUE, delivery_type=UNDEFINED,
                             next_hop=SUBMISSION_QUEUE, clear_connector=True) for r in rows]), jobs=0)
                 continue
             self.in_flight += 1
@@ -513,15 +513,15 @@ class Scheduler:
             self.wake()
 
 
-def _placed(rid: int, status: str, p: Placement, **fields: Any) -> Outcome:
+def _placed(rid: int, status: str, p: Placement, **fields: Any) -> RecipientUpdate:
     """An outcome that also moves the recipient to where routing placed it."""
-    return Outcome(rid, status, queue=p.queue, delivery_type=p.delivery_type, next_hop=p.next_hop,
+    return RecipientUpdate(rid, status, queue=p.queue, delivery_type=p.delivery_type, next_hop=p.next_hop,
                    connector=p.connector, clear_connector=p.connector is None, **fields)
 
 
-def _attempted(r: RecipientRow, status: str, *, attempted: bool = True, **fields: Any) -> Outcome:
+def _attempted(r: RecipientRow, status: str, *, attempted: bool = True, **fields: Any) -> RecipientUpdate:
     """The outcome of a delivery attempt; the route it was attempted on is kept."""
-    return Outcome(r.id, status, attempted=attempted, queue=r.queue, delivery_type=r.delivery_type,
+    return RecipientUpdate(r.id, status, attempted=attempted, queue=r.queue, delivery_type=r.delivery_type,
                    next_hop=r.next_hop, connector=r.connector, **fields)
 
 

@@ -28,9 +28,9 @@ from mailhop.model.message import (
     new_message_id,
 )
 from mailhop.model.route import RELAY_TO_SOURCE, UNREACHABLE, Route
+from mailhop.outcome import Reply
 from mailhop.queue import dsn
 from mailhop.queue.runtime import Runtime
-from mailhop.smtp.replies import Reply
 
 
 class HandOffTarget(Protocol):

@@ -19,10 +19,11 @@ import logging
 from mailhop.config import ReceiveConnectorSettings
 from mailhop.errors import StoreError
 from mailhop.headers import block
+from mailhop.outcome import HOP_COUNT_EXCEEDED, Reply
 from mailhop.queue.submission import Submission
 from mailhop.receive import stamp
 from mailhop.receive.users import UserStore
-from mailhop.smtp.replies import HOP_COUNT_EXCEEDED, QUEUE_WRITE_FAILED, RELAY_DENIED, Reply
+from mailhop.smtp.replies import QUEUE_WRITE_FAILED, RELAY_DENIED
 from mailhop.smtp.server import Session
 
 log = logging.getLogger(__name__)

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 
 from mailhop.model.connector import SendConnector
 from mailhop.model.route import DNS, RELAY_TO_SOURCE, UNREACHABLE, Route
-from mailhop.smtp.replies import NO_CONNECTOR, ROUTING_SIZE_LIMIT
+from mailhop.outcome import NO_CONNECTOR, ROUTING_SIZE_LIMIT
 
 
 def recipient_domain(address: str) -> str:

@@ -27,24 +27,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from mailhop.errors import ConnectionFailure, ProtocolError
+from mailhop.outcome import Reply
 from mailhop.smtp.deadline import ReadTimer
-from mailhop.smtp.replies import Reply
 
 Trace = Callable[[str, str], None]  # (event, data): Exchange's protocol log event characters
 MAX_REPLY_LINES = 100
-
-
-class ConnectionFailure(Exception):
-    """The endpoint could not carry a transaction; ``reply`` says why (always 4xx)."""
-
-    def __init__(self, reply: Reply, stage: str) -> None:
-        super().__init__(str(reply))
-        self.reply = reply
-        self.stage = stage
-
-
-class ProtocolError(Exception):
-    """The peer closed the connection or said something that is not SMTP."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,9 +32,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from mailhop.errors import LineTooLong
 from mailhop.model.address_space import is_valid_domain
+from mailhop.outcome import Reply
 from mailhop.smtp.deadline import ReadTimer
-from mailhop.smtp.replies import SHUTTING_DOWN, Reply
+from mailhop.smtp.replies import SHUTTING_DOWN
 
 log = logging.getLogger(__name__)
 
@@ -112,10 +114,6 @@ class ServerOptions:
 
 
 ProtocolLog = Callable[[Session, str, str], None]
-
-
-class LineTooLong(Exception):
-    pass
 
 
 class _Input:

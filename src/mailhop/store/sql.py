@@ -38,7 +38,7 @@ from mailhop.model.message import (
     RecordBatch,
 )
 from mailhop.model.route import POISON_QUEUE, SUBMISSION_QUEUE, UNDEFINED, UNREACHABLE_QUEUE
-from mailhop.smtp.replies import POISON as POISON_REPLY
+from mailhop.outcome import POISON as POISON_REPLY
 from mailhop.store.base import AdminToken, QueueState, QueueSummary, ServerInfo
 
 T = TypeVar("T")
