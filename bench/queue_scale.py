@@ -8,7 +8,7 @@ nothing comes due while it is measured.  Rows are built exactly as the server ro
 and places them (``Router`` gives queue, delivery type and next hop) and inserted with
 ``Store.submit`` in large batches.  Then it measures:
 
-- ``store.next_due(None)`` and ``next_due([connector])`` (the form the scheduler uses);
+- ``store.messages.next_due(None)`` and ``next_due([connector])`` (the form the scheduler uses);
 - a ``claim`` of the next due message (limit 1) and of a batch of 500 (the scheduler's
   batch), each released again afterwards;
 - ``queue_summary()`` (what ``mailhop queue list`` and the console show);
@@ -58,8 +58,10 @@ from benchlib import (
     update_report,
 )
 
+from mailhop.clock import SYSTEM_CLOCK
 from mailhop.model.connector import new_connector
-from mailhop.model.message import RETRY, MessageInfo, NewMessage, NewRecipient, new_message_id
+from mailhop.model.ids import IdGenerator
+from mailhop.model.message import RETRY, MessageInfo, NewMessage, NewRecipient
 from mailhop.routing.router import Router
 from mailhop.store.sqlite import SqliteStore
 
@@ -81,13 +83,14 @@ async def timed(fn: Callable[[], Awaitable[T]], repeat: int = 5) -> tuple[float,
 async def fill(store: SqliteStore, n: int, batch: int, body_size: int, seed: int) -> tuple[str, float]:
     """Insert n deferred messages; returns the connector guid and the seconds it took."""
     connector = new_connector({"Name": "To Internet", "AddressSpaces": "*", "Usage": "Internet"}, SERVER)
-    await store.create_connector(connector)
+    await store.connectors.create(connector)
     router = Router([connector], SERVER)
     routes = [router.route(f"user@d{i}.deferred.test", "app@corp.test") for i in range(DOMAINS)]
     rng = random.Random(seed)
     now = time.time()
     body_head = b"From: app@corp.test\r\nTo: user@example.test\r\nSubject: deferred\r\n\r\n"
     body = body_head + b"x" * max(0, body_size - len(body_head))
+    ids = IdGenerator(SYSTEM_CLOCK)
     start = time.perf_counter()
     done = 0
     while done < n:
@@ -96,7 +99,7 @@ async def fill(store: SqliteStore, n: int, batch: int, body_size: int, seed: int
             d = rng.randrange(DOMAINS)
             route = routes[d]
             received = now - rng.uniform(60, 86_400)
-            info = MessageInfo(id=new_message_id(), sender="app@corp.test", received_at=received, size=len(body),
+            info = MessageInfo(id=ids(), sender="app@corp.test", received_at=received, size=len(body),
                                origin_server=SERVER, expires_at=received + 2 * 86_400 + 7_200, delay_at=None,
                                message_id=f"<{done}.{d}@corp.test>", subject="deferred", client_ip="127.0.0.1",
                                receive_connector="Bench Receive")
@@ -104,10 +107,11 @@ async def fill(store: SqliteStore, n: int, batch: int, body_size: int, seed: int
             rcpt = NewRecipient(f"user{done % 5000}@d{d}.deferred.test", RETRY, route.queue, route.delivery_type,
                                 route.next_hop_domain, now + rng.uniform(3_600, 2 * 86_400),
                                 connector=route.connector_guid, attempts=attempts,
-                                last_error="451 4.4.0 Primary target IP address responded with: \"421 4.4.2 try later\"")
+                                last_error="451 4.4.0 Primary target IP address responded with: \"421 4.4.2 try later\"",
+                                id=ids())
             messages.append(NewMessage(info, body, [rcpt]))
             done += 1
-        await store.submit(messages)
+        await store.messages.submit(messages)
         if done % max(batch, n // 10) < batch:
             rate = done / (time.perf_counter() - start)
             print(f"  {done:,} messages queued ({rate:,.0f}/s)", flush=True)
@@ -118,8 +122,8 @@ async def store_queries(path: Path, guid: str) -> dict[str, float]:
     store = await SqliteStore.open(path)
     out: dict[str, float] = {}
     try:
-        out["next_due(None)"], due = await timed(lambda: store.next_due(None))
-        out["next_due([connector])"], _ = await timed(lambda: store.next_due([guid]))
+        out["next_due(None)"], due = await timed(lambda: store.messages.next_due(None))
+        out["next_due([connector])"], _ = await timed(lambda: store.messages.next_due([guid]))
         assert due is not None
         owner = f"{SERVER}/bench"
         for label, limit, connectors in (("claim(limit 1)", 1, None), ("claim(limit 500, [connector])", 500, [guid])):
@@ -128,12 +132,12 @@ async def store_queries(path: Path, guid: str) -> dict[str, float]:
             times = []
             for _ in range(5):
                 start = time.perf_counter()
-                claims = await store.claim(owner, when, when + 60, limit, connectors)
+                claims = await store.messages.claim(owner, when, when + 60, limit, connectors)
                 times.append(time.perf_counter() - start)
-                await store.release(owner, when)
+                await store.messages.release(owner, when)
             out[label] = statistics.median(times)
             out[label + " rows"] = float(sum(len(c.recipients) for c in claims))
-        out["queue_summary()"], summary = await timed(lambda: store.queue_summary(), repeat=3)
+        out["queue_summary()"], summary = await timed(lambda: store.queues.summary(), repeat=3)
         out["queues"] = float(len(summary))
     finally:
         await store.close()

@@ -22,11 +22,12 @@ from dataclasses import dataclass, field
 from mailhop.admin.api import AdminContext
 from mailhop.admin.auth import Sessions
 from mailhop.admin.server import AdminServer
+from mailhop.clock import SYSTEM_CLOCK
 from mailhop.config import ReceiveConnectorSettings, Settings, split_hostport
 from mailhop.delivery.dns import DnsResolver
 from mailhop.delivery.tls import TlsPolicy
 from mailhop.errors import ConfigError, MailhopError
-from mailhop.model.message import set_id_tag
+from mailhop.model.ids import IdGenerator
 from mailhop.queue.retry import RetryPolicy
 from mailhop.queue.runtime import Runtime
 from mailhop.queue.scheduler import Scheduler
@@ -76,11 +77,11 @@ class Service:
 
     async def start(self) -> None:
         s = self.settings
-        set_id_tag(self.worker)
         self.store = await open_store(s)
         tracking = TrackingLog(tracking_dir(s.data_dir), s.tracking, s.server.fqdn, s.server.name)
         owner = f"{s.server.name}/{self.worker}/{uuid.uuid4().hex[:12]}"
-        rt = Runtime(s, self.store, tracking, owner, Router([], s.server.name), RetryPolicy(s.queue))
+        rt = Runtime(s, self.store, tracking, owner, Router([], s.server.name), RetryPolicy(s.queue),
+                     IdGenerator(SYSTEM_CLOCK, self.worker))
         self.runtime = rt
         submission = Submission(rt)
         resolver = DnsResolver(s.dns.nameservers, s.dns.timeout, s.dns.lifetime)

@@ -32,7 +32,7 @@ class Transport:
 
     async def connector(self, **values: Any) -> None:
         c = new_connector(values, self.service.settings.server.name)
-        await self.service.store.create_connector(c)  # type: ignore[union-attr]
+        await self.service.store.connectors.create(c)  # type: ignore[union-attr]
         await self.service.scheduler._load_config()  # type: ignore[union-attr]
 
     def tracking(self) -> list[dict[str, Any]]:

@@ -128,7 +128,7 @@ class Api:
             "messages": [(m["Identity"], m["Queue"], m["Status"], [(r["Address"], r["Status"]) for r in m["Recipients"]])
                          for m in await self.json("/api/messages", client)],
             "servers": [(s["Name"], s["RequestedState"]) for s in await self.json("/api/servers", client)],
-            "tokens": [(tk.name, tk.read_only) for tk in await self.store.tokens()],
+            "tokens": [(tk.name, tk.read_only) for tk in await self.store.tokens.list()],
         }
 
 
@@ -138,8 +138,8 @@ async def api_factory(transport_factory: Any) -> AsyncIterator[Callable[..., Any
 
     async def start(**sections: Any) -> Api:
         t = await transport_factory(**sections)
-        await t.store.create_token("full", token_hash(FULL_TOKEN), False)
-        await t.store.create_token("reader", token_hash(READ_TOKEN), True)
+        await t.store.tokens.create("full", token_hash(FULL_TOKEN), False)
+        await t.store.tokens.create("reader", token_hash(READ_TOKEN), True)
         base_url = f"http://{t.service.settings.admin.bind}"
         full = httpx.AsyncClient(base_url=base_url, headers={"Authorization": f"Bearer {FULL_TOKEN}"})
         reader = httpx.AsyncClient(base_url=base_url, headers={"Authorization": f"Bearer {READ_TOKEN}"})
@@ -207,7 +207,7 @@ async def test_send_connector_create_get_update_delete(api: Api) -> None:
     assert created["AddressSpaces"] == ["SMTP:fabrikam.test;5", "SMTP:*.fabrikam.test;1"]
     assert created["SmartHosts"] == ["relay.contoso.test:587"]
     assert created["SourceTransportServers"] == [SERVER] and created["Enabled"] is True
-    assert (await api.store.get_connector("Smart Relay")).guid == created["Guid"]
+    assert (await api.store.connectors.get("Smart Relay")).guid == created["Guid"]
 
     assert await api.connectors() == [created]
     r = await api.full.get("/api/connectors/smart relay")  # names are case-insensitive, as in Exchange
@@ -219,7 +219,7 @@ async def test_send_connector_create_get_update_delete(api: Api) -> None:
     assert r.status_code == 200, r.text
     assert r.json() == {**created, "Enabled": False}
     assert (await api.full.get("/api/connectors/Smart Relay")).json()["Enabled"] is False
-    assert (await api.store.get_connector("Smart Relay")).enabled is False
+    assert (await api.store.connectors.get("Smart Relay")).enabled is False
     route = await api.json("/api/route", recipient="bob@fabrikam.test")
     assert route["Connector"] is None and route["Queue"] == "Unreachable"  # a disabled connector is ignored
 
@@ -245,7 +245,7 @@ async def test_connector_password_is_stored_and_never_shown(api: Api) -> None:
     created = responses[0].json()
     assert created["SmartHostAuthMechanism"] == "BasicAuthRequireTLS"
     assert created["AuthenticationCredential"] == "relay-user"
-    assert await api.store.connector_secret(created["Guid"]) == password
+    assert await api.store.connectors.secret(created["Guid"]) == password
 
     new_password = "Second-secret-" + hashlib.sha256(b"y").hexdigest()[:12]
     responses += [
@@ -257,10 +257,10 @@ async def test_connector_password_is_stored_and_never_shown(api: Api) -> None:
         await api.full.get("/api/route", params={"recipient": "bob@fabrikam.test"}),
         await api.full.get("/api/dashboard"),
     ]
-    assert await api.store.connector_secret(created["Guid"]) == new_password
+    assert await api.store.connectors.secret(created["Guid"]) == new_password
     # Changing something else keeps the secret.
     responses.append(await api.full.patch("/api/connectors/Authenticated Relay", json={"Port": 587}))
-    assert await api.store.connector_secret(created["Guid"]) == new_password
+    assert await api.store.connectors.secret(created["Guid"]) == new_password
     responses.append(await api.full.delete("/api/connectors/Authenticated Relay"))
     for r in responses:
         assert r.status_code in (200, 201), (str(r.request.url), r.status_code, r.text)
@@ -431,7 +431,7 @@ async def test_route_explains_which_connector_a_recipient_takes(api: Api) -> Non
                    {"Name": "Internet", "AddressSpaces": "*"}):
         r = await api.full.post("/api/connectors", json=values)
         assert r.status_code == 201, r.text
-    router = Router(await api.store.list_connectors(), SERVER)
+    router = Router(await api.store.connectors.list(), SERVER)
 
     partner = await api.json("/api/route", recipient="bob@fabrikam.test", sender="alice@contoso.test", size=1000)
     assert partner == {"Recipient": "bob@fabrikam.test", "Sender": "alice@contoso.test", "Size": 1000,
@@ -649,7 +649,7 @@ async def test_removing_the_token_ends_its_sessions(api: Api) -> None:
         session_id = browser.cookies["mailhop_session"]
         assert (await browser.get("/api/queues")).status_code == 200
 
-        await api.store.delete_token("full")
+        await api.store.tokens.delete("full")
         assert_error(await browser.get("/api/queues"), 401)
         assert_error(await api.full.get("/api/queues"), 401)
         replay = await api.anon.get("/api/queues", headers={"Cookie": f"mailhop_session={session_id}"})
@@ -665,11 +665,11 @@ async def test_a_new_token_with_the_same_name_does_not_revive_old_sessions(api: 
         r = await browser.post("/api/session", json={"token": FULL_TOKEN})
         assert r.status_code == 200, r.text
         csrf = r.json()["CsrfToken"]
-        await api.store.delete_token("full")
+        await api.store.tokens.delete("full")
         assert_error(await browser.get("/api/queues"), 401)
 
         # The administrator issues a fresh token under the same name (e.g. after a leak).
-        await api.store.create_token("full", token_hash("a-brand-new-secret-token-value"), False)
+        await api.store.tokens.create("full", token_hash("a-brand-new-secret-token-value"), False)
         before = await api.snapshot(api.reader)
         assert_error(await browser.get("/api/queues"), 401)
         assert_error(await browser.post(f"/api/servers/{SERVER}/drain", headers={"X-CSRF-Token": csrf}), 401)
@@ -797,7 +797,7 @@ async def test_update_refuses_each_connector_rule_with_the_models_message(api: A
     r = await api.full.post("/api/connectors", json={"Name": "Relay", "AddressSpaces": "*", "DNSRoutingEnabled": False,
                                                       "SmartHosts": "relay.contoso.test"})
     assert r.status_code == 201, r.text
-    current = await api.store.get_connector("Relay")
+    current = await api.store.connectors.get("Relay")
     before = await api.snapshot()
     for rule, values, piece in UPDATE_RULES:
         with pytest.raises(ValidationError) as info:
@@ -864,14 +864,14 @@ async def test_text_that_is_not_unicode_is_refused(api: Api, field: str, method:
     r = await api.full.post("/api/connectors", json={"Name": "Relay", "AddressSpaces": "*", "Comment": "fine"})
     assert r.status_code == 201, r.text
     before = await api.snapshot()
-    stored_before = [to_exchange(c) for c in await api.store.list_connectors()]
+    stored_before = [to_exchange(c) for c in await api.store.connectors.list()]
     if method == "POST":
         path, body = "/api/connectors", {"Name": "Other", "AddressSpaces": "*", field: "x\ud800"}
     else:
         path, body = "/api/connectors/Relay", {field: "x\ud800"}
     r = await api.full.request(method, path, content=json.dumps(body).encode(),
                                headers={"Content-Type": "application/json"})
-    stored = [to_exchange(c) for c in await api.store.list_connectors()]
+    stored = [to_exchange(c) for c in await api.store.connectors.list()]
     assert (r.status_code, stored == stored_before) == (400, True), (
         f"answered {r.status_code} {r.text!r}; store now holds {[c['Name'] for c in stored]!r} "
         f"with comments {[c['Comment'] for c in stored]!r}")

@@ -66,7 +66,7 @@ async def mx_transport(transport_factory: Any, dns: DnsServer, port: int, **sect
 
 
 async def _empty(t: Any) -> bool:
-    return await t.store.messages() == []
+    return await t.store.queues.messages() == []
 
 
 def _events(t: Any, queue_id: int, event_id: str | None = None) -> list[dict[str, Any]]:
@@ -126,7 +126,7 @@ async def test_failover_to_second_mx_when_first_refuses_connections(
     assert not _events(t, sent.queue_id, "DEFER")
     assert await async_wait_for(lambda: _empty(t), what="queue to empty")
     # The failover was within one attempt: the queue never went to Retry.
-    assert not [q for q in await t.store.queue_states() if q.queue == "fabrikam.test" and q.retry_count]
+    assert not [q for q in await t.store.queues.states() if q.queue == "fabrikam.test" and q.retry_count]
 
 
 async def test_failover_to_second_mx_when_first_answers_4xx(
@@ -209,14 +209,14 @@ async def test_dns_timeout_defers_and_puts_queue_in_retry(transport_factory: Any
     sent = await submit(t.port, SENDER, ["bob@servfail.test"])
 
     async def queue_in_retry() -> Any:
-        return [q for q in await t.store.queue_states() if q.queue == "servfail.test" and q.retry_count >= 1]
+        return [q for q in await t.store.queues.states() if q.queue == "servfail.test" and q.retry_count >= 1]
 
     [state] = await async_wait_for(queue_in_retry, what="servfail.test queue in Retry")
     assert (state.last_error or "").startswith("451 4.4.0 DNS query failed"), state.last_error
     assert state.retry_until is not None
 
     async def retried() -> Any:  # a second attempt, and still only deferred
-        rows = [r for info, rs in await t.store.messages() if info.id == sent.queue_id for r in rs]
+        rows = [r for info, rs in await t.store.queues.messages() if info.id == sent.queue_id for r in rs]
         return [r for r in rows if r.attempts >= 2 and r.last_error]
 
     [row] = await async_wait_for(retried, what="a second attempt")
@@ -227,7 +227,7 @@ async def test_dns_timeout_defers_and_puts_queue_in_retry(transport_factory: Any
     assert defers and all(e["RecipientStatus"][0].startswith("451 4.4.0 DNS query failed") for e in defers)
     # Deferred, not bounced: no failure, no DSN, no NDR in the queue or at the sender's MX.
     assert not _events(t, sent.queue_id, "FAIL") and not _events(t, sent.queue_id, "DSN")
-    assert [info.id for info, _ in await t.store.messages()] == [sent.queue_id]
+    assert [info.id for info, _ in await t.store.queues.messages()] == [sent.queue_id]
     assert home.messages == []
     assert dns.queries().count(("MX", "servfail.test")) >= 2
 
@@ -251,7 +251,7 @@ async def test_mixed_recipient_outcomes_in_one_transaction(transport_factory: An
     assert "later@fabrikam.test" not in status and "ok1@fabrikam.test" not in status
 
     async def later_deferred() -> Any:
-        rows = [r for info, rs in await t.store.messages() if info.id == sent.queue_id for r in rs]
+        rows = [r for info, rs in await t.store.queues.messages() if info.id == sent.queue_id for r in rs]
         return [r for r in rows if r.address == "later@fabrikam.test" and r.attempts >= 1
                 and (r.last_error or "").startswith("450 4.2.0")]
 

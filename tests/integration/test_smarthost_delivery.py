@@ -44,7 +44,7 @@ async def test_relay_through_smart_host_with_received_chain(transport_factory: A
 
 
 async def _empty(t: Any) -> bool:
-    return await t.store.messages() == []
+    return await t.store.queues.messages() == []
 
 
 async def test_failover_to_second_smart_host(transport_factory: Any, sink: Sink) -> None:
@@ -138,18 +138,18 @@ async def test_unreachable_host_puts_queue_in_retry_then_delivers(transport_fact
     await submit(t.port, "alice@contoso.test", ["bob@fabrikam.test"])
 
     async def in_retry() -> Any:
-        states = [q for q in await t.store.queue_states() if q.queue == "Relay" and q.retry_count >= 1]
+        states = [q for q in await t.store.queues.states() if q.queue == "Relay" and q.retry_count >= 1]
         return states
     [state] = await async_wait_for(in_retry, what="queue in Retry")
     assert f"127.0.0.1:{port}" in (state.last_error or "")
     assert state.last_error.startswith("441 4.4.1")
-    rows = (await t.store.messages())[0][1]
+    rows = (await t.store.queues.messages())[0][1]
     assert rows[0].status in ("retry", "active") and rows[0].queue == "Relay"
     late = Sink(port=port).start()
     try:
         await async_wait_for(lambda: late.messages, what="delivery once the host is up")
         async def cleared() -> bool:
-            return all(q.retry_count == 0 and q.last_error is None for q in await t.store.queue_states() if q.queue == "Relay")
+            return all(q.retry_count == 0 and q.last_error is None for q in await t.store.queues.states() if q.queue == "Relay")
         assert await async_wait_for(cleared, what="queue back to Ready")
     finally:
         late.stop()
@@ -158,7 +158,7 @@ async def test_unreachable_host_puts_queue_in_retry_then_delivers(transport_fact
 async def test_unreachable_queue_then_connector_created(transport_factory: Any, sink: Sink) -> None:
     t = await transport_factory()
     await submit(t.port, "alice@contoso.test", ["bob@fabrikam.test"])
-    rows = (await t.store.messages())[0][1]
+    rows = (await t.store.queues.messages())[0][1]
     assert (rows[0].queue, rows[0].delivery_type) == ("Unreachable", "Unreachable")
     assert "matching connector cannot be found" in (rows[0].last_error or "")
     await t.connector(Name="Late", DNSRoutingEnabled="false", SmartHosts=f"[127.0.0.1]:{sink.port}", AddressSpaces="*")
@@ -198,7 +198,7 @@ async def test_relay_refused_outside_remote_ip_ranges(transport_factory: Any, si
     refusal = err.value.recipients[0]
     assert refusal.code == 550
     assert refusal.message == "5.7.54 SMTP; Unable to relay recipient in non-accepted domain"
-    assert await t.store.messages() == []
+    assert await t.store.queues.messages() == []
 
 
 async def test_sender_based_routing_two_smart_hosts(transport_factory: Any, sink_factory: Any) -> None:
@@ -242,7 +242,7 @@ async def test_delay_dsn_is_sent_once(transport_factory: Any, sink: Sink) -> Non
     assert dsn.message["Subject"].startswith("Delivery delayed:")
     # More retries pass; no second delay DSN.
     async def retried_more() -> bool:
-        rows = await t.store.messages()
+        rows = await t.store.queues.messages()
         return any(r.attempts >= 4 for info, rs in rows if info.id == sent.queue_id for r in rs)
     await async_wait_for(retried_more, what="more retries")
     assert len(sink.for_recipient("alice@contoso.test")) == 1
@@ -269,6 +269,6 @@ async def _reopen_messages(t: Any) -> Any:
 
     store = await SqliteStore.open(t.service.settings.sqlite_path)
     try:
-        return await store.messages()
+        return await store.queues.messages()
     finally:
         await store.close()

@@ -55,7 +55,7 @@ async def add_relay(t: Any, receiver: Receiver, secret: str | None = None, **pro
     values = {"Name": "Relay", "DNSRoutingEnabled": "false", "SmartHosts": receiver.smart_host,
               "AddressSpaces": "*", **props}
     connector = new_connector(values, t.service.settings.server.name)
-    await t.store.create_connector(connector, secret=secret)
+    await t.store.connectors.create(connector, secret=secret)
     await t.service.scheduler._load_config()
     return connector
 
@@ -68,7 +68,7 @@ async def send_one(t: Any, to: str = "bob@fabrikam.test", **kwargs: Any) -> int:
 async def failed_attempt(t: Any, queue_id: int) -> str:
     """Wait until delivery of the message was attempted and failed; its recipient's LastError."""
     async def last_error() -> str | None:
-        for info, rows in await t.store.messages():
+        for info, rows in await t.store.queues.messages():
             if info.id == queue_id and rows[0].last_error:
                 return str(rows[0].last_error)
         return None
@@ -77,7 +77,7 @@ async def failed_attempt(t: Any, queue_id: int) -> str:
 
 async def assert_still_queued(t: Any, queue_id: int) -> None:
     """The failure was temporary: the message waits in its queue, nothing bounced."""
-    [rows] = [rs for i, rs in await t.store.messages() if i.id == queue_id]
+    [rows] = [rs for i, rs in await t.store.queues.messages() if i.id == queue_id]
     assert rows[0].queue == "Relay" and rows[0].status in ("retry", "ready", "active")
     assert rows[0].last_error and rows[0].last_error.startswith("4")
     events = [e["EventId"] for e in t.tracking() if e.get("InternalMessageId") == queue_id]
@@ -152,7 +152,7 @@ async def test_require_tls_without_starttls_is_never_sent_in_clear(
     await assert_still_queued(t, qid)
 
     async def queue_in_retry() -> Any:
-        return [q for q in await t.store.queue_states() if q.queue == "Relay" and q.last_error]
+        return [q for q in await t.store.queues.states() if q.queue == "Relay" and q.last_error]
     [queue] = await async_wait_for(queue_in_retry, what="the queue's LastError")
     assert "did not offer STARTTLS" in queue.last_error
 
@@ -353,7 +353,7 @@ async def test_wrong_password_leaves_the_message_queued(transport_factory: Any, 
     assert rx.arrivals == []
     await assert_still_queued(t, qid)
     # The administrator stores the right password (--password-file): a retry authenticates and delivers.
-    await t.store.update_connector("Relay", lambda c: c, secret=PASSWORD)
+    await t.store.connectors.update("Relay", lambda c: c, secret=PASSWORD)
     [got] = await async_wait_for(lambda: rx.arrivals, what="delivery once the password is right")
     assert got.auth_login == USER
     assert rx.checks[-1].ok and rx.checks[-1].secret == PASSWORD
@@ -460,7 +460,7 @@ async def test_password_is_never_logged_or_shown(transport_factory: Any, receive
     protocol = "".join(p.read_text() for p in sorted(folder.glob("*.log")))
     assert f"AUTH {mechanism} ****" in protocol  # the session was logged, without the secret
     assert "235" in protocol
-    shown = json.dumps(to_exchange(await t.store.get_connector("Relay")))
+    shown = json.dumps(to_exchange(await t.store.connectors.get("Relay")))
     assert shown and USER in shown
     for form in _secret_forms(USER, PASSWORD):
         assert form not in tracking
@@ -626,7 +626,7 @@ async def test_receive_wrong_password_then_relay_refused(receive_side: ReceiveSi
     assert any(line.startswith("535 5.7.8") for line in tls), r.output
     assert any(line.startswith("550 5.7.54") for line in tls), r.output
     assert r.returncode != 0
-    assert await side.t.store.messages() == []
+    assert await side.t.store.queues.messages() == []
     assert not [e for e in side.t.tracking() if e["EventId"] == "RECEIVE"]
 
 

@@ -104,14 +104,14 @@ async def principal(request: Request) -> Principal:
     ctx: AdminContext = request.app.state.ctx
     header = request.headers.get("authorization", "")
     if header.lower().startswith("bearer "):
-        found = await ctx.store.token_by_hash(token_hash(header[7:].strip()))
+        found = await ctx.store.tokens.by_hash(token_hash(header[7:].strip()))
         if found is not None:
             return Principal(found.name, found.read_only)
     sid = request.cookies.get(COOKIE)
     if sid:
         session = ctx.sessions.get(sid)
         # A session lives only as long as the token it was opened with (not one of the same name).
-        if session is not None and session.token and await ctx.store.token_by_hash(session.token) is not None:
+        if session is not None and session.token and await ctx.store.tokens.by_hash(session.token) is not None:
             return session
     raise AuthenticationRequired("A valid token is required (Authorization: Bearer <token>)")
 
@@ -154,7 +154,7 @@ def create_app(ctx: AdminContext) -> FastAPI:
     @app.post(f"{api}/session", responses=ERRORS, tags=["session"])
     async def sign_in(login: Login, response: Response) -> JSON:
         hashed = token_hash(login.token)
-        found = await ctx.store.token_by_hash(hashed)
+        found = await ctx.store.tokens.by_hash(hashed)
         if found is None:
             raise AuthenticationRequired("This token is not valid")
         session = ctx.sessions.open(found.name, found.read_only, hashed)
@@ -177,11 +177,11 @@ def create_app(ctx: AdminContext) -> FastAPI:
 
     @app.get(f"{api}/connectors", responses=ERRORS, tags=["send connectors"])
     async def list_connectors(who: Reader) -> list[JSON]:
-        return [to_exchange(c) for c in await ctx.store.list_connectors()]
+        return [to_exchange(c) for c in await ctx.store.connectors.list()]
 
     @app.get(f"{api}/connectors/{{name}}", responses=ERRORS, tags=["send connectors"])
     async def get_connector(name: str, who: Reader) -> JSON:
-        return to_exchange(await ctx.store.get_connector(name))
+        return to_exchange(await ctx.store.connectors.get(name))
 
     @app.post(f"{api}/connectors", status_code=201, responses=ERRORS, tags=["send connectors"])
     async def create_connector(who: Writer, values: Annotated[dict[str, Any], Body()]) -> JSON:
@@ -191,7 +191,7 @@ def create_app(ctx: AdminContext) -> FastAPI:
         check_certificate(ctx.settings.certificates, created)
         if created.smart_host_auth_mechanism in ("BasicAuth", "BasicAuthRequireTLS") and not secret:
             raise ValidationError(f"SmartHostAuthMechanism {created.smart_host_auth_mechanism} needs Password")
-        await ctx.store.create_connector(created, secret)
+        await ctx.store.connectors.create(created, secret)
         return to_exchange(created)
 
     @app.patch(f"{api}/connectors/{{name}}", responses=ERRORS, tags=["send connectors"])
@@ -205,13 +205,12 @@ def create_app(ctx: AdminContext) -> FastAPI:
             check_certificate(ctx.settings.certificates, changed)
             return changed
 
-        updated = await ctx.store.update_connector(name, change, secret)
+        updated = await ctx.store.connectors.update(name, change, secret)
         return to_exchange(updated)
 
     @app.delete(f"{api}/connectors/{{name}}", responses=ERRORS, tags=["send connectors"])
     async def remove_connector(name: str, who: Writer) -> JSON:
-        removed = await ctx.store.delete_connector(name)
-        return {"Identity": removed.name, "Removed": True}
+        return {"Identity": await ctx.store.connectors.delete(name), "Removed": True}
 
     # --- receive connectors (from the configuration file) -----------------------------------
 
@@ -284,7 +283,7 @@ def create_app(ctx: AdminContext) -> FastAPI:
                     sender: str = "", size: Annotated[int, Query(ge=0, le=2**40)] = 0) -> JSON:
         if "@" not in recipient:
             raise ValidationError(f"'{recipient}' is not an email address")
-        router = Router(await ctx.store.list_connectors(), ctx.settings.server.name)
+        router = Router(await ctx.store.connectors.list(), ctx.settings.server.name)
         decision = router.route(recipient, sender, size)
         return {"Recipient": recipient, "Sender": sender or None, "Size": size,
                 "Server": ctx.settings.server.name, **decision.to_json()}

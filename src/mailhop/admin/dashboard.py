@@ -43,7 +43,7 @@ async def dashboard(store: Store, tracking_directory: Path, now: float) -> dict[
             buckets[index][outcome] += count  # type: ignore[operator]
             totals[outcome] += count
     queues = await list_queues(store)
-    oldest = await store.messages(limit=1)
+    oldest = await store.queues.messages(limit=1)
     return {
         "WindowSeconds": WINDOW,
         "BucketSeconds": BUCKET,

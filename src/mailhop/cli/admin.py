@@ -31,7 +31,7 @@ def create(ctx: Context, name: str, read_only: bool) -> None:
     secret = new_token()
 
     async def run(store: Store) -> AdminToken:
-        return await store.create_token(name, token_hash(secret), read_only)
+        return await store.tokens.create(name, token_hash(secret), read_only)
 
     made = ctx.with_store(run)
     click.echo(secret)
@@ -44,7 +44,7 @@ def create(ctx: Context, name: str, read_only: bool) -> None:
 @pass_ctx
 def list_(ctx: Context, as_json: bool) -> None:
     """Token names and rights (never the tokens)."""
-    found = ctx.with_store(lambda store: store.tokens())
+    found = ctx.with_store(lambda store: store.tokens.list())
     rows = [{"Name": t.name, "ReadOnly": t.read_only, "Created": iso(t.created_at)} for t in found]
     emit(rows, as_json, table(rows, ("Name", "ReadOnly", "Created")))
 
@@ -54,5 +54,5 @@ def list_(ctx: Context, as_json: bool) -> None:
 @pass_ctx
 def remove(ctx: Context, name: str) -> None:
     """Revoke a token, and the console sessions opened with it."""
-    ctx.with_store(lambda store: store.delete_token(name))
+    ctx.with_store(lambda store: store.tokens.delete(name))
     click.echo(f"Token '{name}' removed.")

@@ -98,7 +98,7 @@ def new(ctx: Context, /, name: str, password_file: Path | None, **kwargs: Any) -
     _check_local(ctx, created, secret, creating=True)
 
     async def run(store: Store) -> None:
-        await store.create_connector(created, secret)
+        await store.connectors.create(created, secret)
 
     ctx.with_store(run)
     click.echo(table([_ps_row(created)], LIST_COLUMNS))
@@ -109,7 +109,7 @@ def new(ctx: Context, /, name: str, password_file: Path | None, **kwargs: Any) -
 @pass_ctx
 def list_(ctx: Context, as_json: bool) -> None:
     """List send connectors (Get-SendConnector)."""
-    connectors = ctx.with_store(lambda store: store.list_connectors())
+    connectors = ctx.with_store(lambda store: store.connectors.list())
     emit([to_exchange(c) for c in connectors], as_json,
          table([_ps_row(c) for c in connectors], LIST_COLUMNS) if connectors else "")
 
@@ -120,7 +120,7 @@ def list_(ctx: Context, as_json: bool) -> None:
 @pass_ctx
 def show(ctx: Context, name: str, as_json: bool) -> None:
     """Show one send connector with all its properties (Get-SendConnector | Format-List)."""
-    c = ctx.with_store(lambda store: store.get_connector(name))
+    c = ctx.with_store(lambda store: store.connectors.get(name))
     emit(to_exchange(c), as_json, format_list(_ps_object(c)))
 
 
@@ -141,7 +141,7 @@ def set_(ctx: Context, /, name: str, password_file: Path | None, **kwargs: Any) 
         return updated
 
     async def run(store: Store) -> SendConnector:
-        return await store.update_connector(name, change, secret)
+        return await store.connectors.update(name, change, secret)
 
     updated = ctx.with_store(run)
     click.echo(table([_ps_row(updated)], LIST_COLUMNS))
@@ -152,6 +152,6 @@ def set_(ctx: Context, /, name: str, password_file: Path | None, **kwargs: Any) 
 @pass_ctx
 def remove(ctx: Context, name: str) -> None:
     """Delete a send connector (Remove-SendConnector); its queued mail is routed again."""
-    removed = ctx.with_store(lambda store: store.delete_connector(name))
-    click.echo(f"Removed send connector '{removed.name}'.")
+    removed = ctx.with_store(lambda store: store.connectors.delete(name))
+    click.echo(f"Removed send connector '{removed}'.")
 

@@ -17,8 +17,10 @@ from typing import Any, TypeVar
 import click
 
 from mailhop import __version__
+from mailhop.clock import SYSTEM_CLOCK
 from mailhop.config import Settings, load
 from mailhop.errors import MailhopError
+from mailhop.model.ids import IdGenerator
 from mailhop.queue.retry import RetryPolicy
 from mailhop.queue.runtime import Runtime
 from mailhop.routing.router import Router
@@ -55,8 +57,9 @@ class Context:
         async def run(store: Store) -> T:
             s = self.settings
             tracking = TrackingLog(tracking_dir(s.data_dir), s.tracking, s.server.fqdn, s.server.name)
-            router = Router(await store.list_connectors(), s.server.name)
-            rt = Runtime(s, store, tracking, f"{s.server.name}/cli", router, RetryPolicy(s.queue))
+            router = Router(await store.connectors.list(), s.server.name)
+            rt = Runtime(s, store, tracking, f"{s.server.name}/cli", router, RetryPolicy(s.queue),
+                         IdGenerator(SYSTEM_CLOCK))
             try:
                 return await fn(rt)
             finally:

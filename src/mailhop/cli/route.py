@@ -27,7 +27,7 @@ def explain(ctx: Context, recipient: str, sender: str, size: int, as_json: bool)
         raise click.BadParameter(f"'{recipient}' is not an email address", param_hint="RECIPIENT")
 
     async def run(store: Store) -> Router:
-        return Router(await store.list_connectors(), ctx.settings.server.name)
+        return Router(await store.connectors.list(), ctx.settings.server.name)
 
     router = ctx.with_store(run)
     decision = router.route(recipient, sender, size)

@@ -43,7 +43,7 @@ class Credentials:
                 raise ConfigError(f"the XOAUTH2 token file {path} is empty")
             return AuthPlan(user, token, xoauth2=True, require_tls=True)
         if connector.guid not in self._secrets:
-            self._secrets[connector.guid] = await self.store.connector_secret(connector.guid)
+            self._secrets[connector.guid] = await self.store.connectors.secret(connector.guid)
         secret = self._secrets[connector.guid]
         if not secret:
             raise ConfigError(f"no password is stored for connector '{connector.name}' (use --password-file)")

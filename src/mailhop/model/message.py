@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import itertools
-import os
-import threading
-import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 # Recipient statuses.  ready/retry wait for their next_attempt_at; active is leased
 # by a server delivering it; suspended and poison wait for an administrator;
@@ -26,40 +24,6 @@ NORMAL = "normal"
 NDR = "ndr"
 DELAY_DSN = "delay"
 
-_EPOCH_MS = 1_577_836_800_000  # 2020-01-01
-_lock = threading.Lock()
-_counter = itertools.count(int.from_bytes(os.urandom(3), "big"))
-_tag = 0  # the worker process's index, so that a server's workers never make the same id
-
-
-def set_id_tag(worker: int) -> None:
-    """Make this process's ids distinct from its sibling workers' (up to 16 workers)."""
-    global _tag
-    _tag = worker & 0xF
-
-
-def _reseed() -> None:
-    # A forked worker must not continue its parent's sequence.
-    global _counter
-    _counter = itertools.count(int.from_bytes(os.urandom(3), "big"))
-
-
-os.register_at_fork(after_in_child=_reseed)
-
-
-def new_message_id() -> int:
-    """A 63-bit id, unique across the workers of a server and ordered by time.
-
-    41 bits of milliseconds since 2020, 18 bits of a counter that starts at a random
-    value in each process, 4 bits of the worker index.  Servers sharing a store can
-    collide only within one millisecond on the same counter value; the store's
-    primary key refuses such an id and the client is asked to try again (451).
-    """
-    with _lock:
-        count = next(_counter)
-    ms = int(time.time() * 1000) - _EPOCH_MS
-    return (ms << 22) | ((count & 0x3FFFF) << 4) | _tag
-
 
 @dataclass(slots=True)
 class NewRecipient:
@@ -74,7 +38,7 @@ class NewRecipient:
     lease_owner: str | None = None
     lease_until: float | None = None
     attempts: int = 0
-    id: int = field(default_factory=lambda: new_message_id())
+    id: int = field(kw_only=True)
 
 
 @dataclass(slots=True)
@@ -100,10 +64,29 @@ class MessageInfo:
     crash_count: int = 0
 
 
+class SpooledBody(Protocol):
+    """A body too large to hold in memory, waiting in a spool file for its commit.
+
+    ``parts`` reads it in order, ``part_size`` bytes at a time (the last part may be
+    shorter); the store's writer thread calls it while it commits the message.
+    """
+
+    size: int
+
+    def parts(self, part_size: int) -> Iterator[bytes]: ...
+
+
+Body = bytes | SpooledBody
+
+
+def body_size(body: Body) -> int:
+    return len(body) if isinstance(body, bytes) else body.size
+
+
 @dataclass(slots=True)
 class NewMessage:
     info: MessageInfo
-    body: bytes
+    body: Body
     recipients: list[NewRecipient]
 
 
@@ -129,12 +112,12 @@ class Claim:
 
     message: MessageInfo
     recipients: list[RecipientRow]
-    body: bytes | None = None
+    body: bytes | None = None  # at hand for a fresh message kept in memory; else read from the store
 
 
 @dataclass(slots=True)
 class RecipientUpdate:
-    """What happened to one recipient; applied by ``Store.record`` in one transaction."""
+    """What happened to one recipient; applied by ``Messages.record`` in one transaction."""
 
     recipient_id: int
     status: str

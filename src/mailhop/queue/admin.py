@@ -45,10 +45,10 @@ def _time(ts: float | None) -> str | None:
 
 
 async def list_queues(store: Store) -> list[dict[str, Any]]:
-    states = {s.queue.lower(): s for s in await store.queue_states()}
-    connectors = {c.guid: c.name for c in await store.list_connectors()}
+    states = {s.queue.lower(): s for s in await store.queues.states()}
+    connectors = {c.guid: c.name for c in await store.connectors.list()}
     out: dict[str, dict[str, Any]] = {}
-    for q in await store.queue_summary():
+    for q in await store.queues.summary():
         state = states.get(q.queue.lower())
         # A queue stays in Retry from a failed connection until a delivery succeeds.
         in_retry = state is not None and state.retry_count > 0
@@ -115,7 +115,7 @@ def message_view(info: MessageInfo, rows: list[RecipientRow], queue: str) -> dic
 async def list_messages(store: Store, queue: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
     name = queue_name(queue) if queue else None
     out = []
-    for info, rows in await store.messages(name, limit):
+    for info, rows in await store.queues.messages(name, limit):
         waiting = [r for r in rows if r.status not in FINAL]
         by_queue: dict[str, list[RecipientRow]] = {}
         for r in waiting:
@@ -127,10 +127,10 @@ async def list_messages(store: Store, queue: str | None = None, limit: int = 100
 
 
 async def _require_queue(store: Store, name: str) -> str:
-    for q in await store.queue_summary():
+    for q in await store.queues.summary():
         if q.queue.lower() == name.lower():
             return q.queue
-    for s in await store.queue_states():
+    for s in await store.queues.states():
         if s.queue.lower() == name.lower():
             return s.queue
     if name.lower() in (n.lower() for n in SPECIAL):
@@ -140,33 +140,33 @@ async def _require_queue(store: Store, name: str) -> str:
 
 async def retry_queue(store: Store, identity: str, now: float) -> int:
     name = await _require_queue(store, queue_name(identity))
-    return await store.retry_queue(name, now)
+    return await store.queues.retry(name, now)
 
 
 async def set_queue_suspended(store: Store, identity: str, suspended: bool) -> str:
     name = await _require_queue(store, queue_name(identity))
-    current = next((s for s in await store.queue_states() if s.queue.lower() == name.lower()), QueueState(name))
-    await store.set_queue_state(replace(current, suspended=suspended))
+    current = next((s for s in await store.queues.states() if s.queue.lower() == name.lower()), QueueState(name))
+    await store.queues.set_state(replace(current, suspended=suspended))
     return name
 
 
 async def set_message_suspended(store: Store, message_id: int, suspended: bool, now: float) -> int:
     if suspended:
-        return await store.suspend_message(message_id)
-    return await store.resume_message(message_id, now)
+        return await store.queues.suspend_message(message_id)
+    return await store.queues.resume_message(message_id, now)
 
 
 async def remove_message(rt: Runtime, message_id: int, with_ndr: bool) -> dict[str, Any]:
     """Delete a message from every queue; with an NDR (``550 4.3.2 QUEUE.Admin``) to its sender."""
-    info, rows = await rt.store.get_message(message_id)
+    info, rows = await rt.store.queues.get_message(message_id)
     pending = [r for r in rows if r.status not in FINAL]
     if not pending:
         raise ValidationError(f"The message {message_id} has no recipients left to remove")
     ndr = None
     if with_ndr and dsn.should_notify(info):
-        body = await rt.store.load_body(message_id)
+        body = await rt.store.messages.body(message_id)
         ndr = Submission(rt).compose_ndr(info, body, [dsn.RecipientReport(r.address, QUEUE_ADMIN) for r in pending])
-    await rt.store.remove_message(message_id, ndr)
+    await rt.store.queues.remove_message(message_id, ndr)
     rt.tracking.event("FAIL", info, source="ADMIN", recipients=[r.address for r in pending],
                       recipient_status=[str(QUEUE_ADMIN)] * len(pending))
     if ndr is not None:

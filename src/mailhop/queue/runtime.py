@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from mailhop.config import Settings
+from mailhop.model.ids import IdGenerator
 from mailhop.queue.retry import RetryPolicy
 from mailhop.routing.router import Router
 from mailhop.store.base import QueueState, Store
@@ -26,6 +27,7 @@ class Runtime:
     owner: str
     router: Router
     retry: RetryPolicy
+    ids: IdGenerator
     clock: Callable[[], float] = time.time
     queue_states: dict[str, QueueState] = field(default_factory=dict)
 

@@ -111,7 +111,7 @@ class Scheduler:
         rt = self.rt
         await self._load_config(force=True)
         await self._poison_check()
-        recovered = await rt.store.recover(rt.owner_prefix, rt.owner, rt.clock())
+        recovered = await rt.store.messages.recover(rt.owner_prefix, rt.owner, rt.clock())
         if recovered:
             log.info("recovered %d message(s) left in flight by an earlier run", len(recovered))
         await self._heartbeat("Active")
@@ -127,10 +127,10 @@ class Scheduler:
         if not crashed:
             return
         log.warning("%d message(s) were being handled when the previous run crashed", len(crashed))
-        poisoned = await rt.store.mark_crashed(crashed, rt.settings.queue.poison_threshold)
+        poisoned = await rt.store.messages.mark_crashed(crashed, rt.settings.queue.poison_threshold)
         for mid in poisoned:
             try:
-                info, rows = await rt.store.get_message(mid)
+                info, rows = await rt.store.queues.get_message(mid)
             except MailhopError:
                 continue
             log.error("message %d crashed the server %d times: moved to the Poison queue", mid, info.crash_count)
@@ -148,7 +148,7 @@ class Scheduler:
         if self._records:
             await asyncio.wait(list(self._records), timeout=30)
         rt = self.rt
-        released = await rt.store.release(rt.owner, rt.clock())
+        released = await rt.store.messages.release(rt.owner, rt.clock())
         if released:
             log.info("released %d recipient(s) for the next run", released)
         self.journal.close()
@@ -183,7 +183,7 @@ class Scheduler:
                 limit = min(room, CLAIM_BATCH)
                 try:
                     now = rt.clock()
-                    claims = await rt.store.claim(rt.owner, now, rt.lease_until, limit, rt.my_connectors(),
+                    claims = await rt.store.messages.claim(rt.owner, now, rt.lease_until, limit, rt.my_connectors(),
                                                   share=self.share, stale_before=now - 2 * poll)
                 except MailhopError as exc:
                     log.error("claiming due mail failed: %s", exc)
@@ -200,7 +200,7 @@ class Scheduler:
                     continue
             timeout = poll
             with contextlib.suppress(MailhopError):
-                due = await rt.store.next_due(rt.my_connectors())
+                due = await rt.store.messages.next_due(rt.my_connectors())
                 if due is not None:
                     timeout = max(0.0, min(poll, due - rt.clock()))
             with contextlib.suppress(TimeoutError):
@@ -222,19 +222,19 @@ class Scheduler:
 
     async def _load_config_now(self, force: bool) -> None:
         rt = self.rt
-        version = await rt.store.config_version()
-        rt.queue_states = {q.queue.lower(): q for q in await rt.store.queue_states()}
+        version = await rt.store.connectors.version()
+        rt.queue_states = {q.queue.lower(): q for q in await rt.store.queues.states()}
         await self._follow_requested_state()
         if version == self._config_version and not force:
             return
         self._config_version = version
-        connectors = await rt.store.list_connectors()
+        connectors = await rt.store.connectors.list()
         rt.router = Router(connectors, rt.server_name)
         self.credentials.invalidate()
         live = [c.guid for c in connectors if c.enabled]
         # At start the connectors the queue names are checked; afterwards only those gone since.
         removed = None if self._live is None else sorted(self._live - set(live))
-        moved = await rt.store.resubmit(live, rt.clock(), removed)
+        moved = await rt.store.messages.resubmit(live, rt.clock(), removed)
         self._live = set(live)
         if not force:
             log.info("send connectors changed (version %d); %d recipient(s) resubmitted", version, moved)
@@ -243,7 +243,7 @@ class Scheduler:
     async def _follow_requested_state(self) -> None:
         """Drain or resume when an administrator asks (``mailhop server drain|resume``)."""
         rt = self.rt
-        servers = await rt.store.servers()
+        servers = await rt.store.servers.list()
         self.share = self._share(servers)
         me = next((s for s in servers if s.name.lower() == rt.server_name.lower()), None)
         draining = me is not None and (me.requested_state or "").lower() == "draining"
@@ -288,7 +288,7 @@ class Scheduler:
             await asyncio.sleep(rt.settings.cluster.heartbeat_interval)
             try:
                 await self._heartbeat(self.state)
-                if await rt.store.recover(rt.owner_prefix, rt.owner, rt.clock()):
+                if await rt.store.messages.recover(rt.owner_prefix, rt.owner, rt.clock()):
                     self.wake()
             except MailhopError as exc:
                 log.error("heartbeat failed: %s", exc)
@@ -296,7 +296,7 @@ class Scheduler:
     async def _heartbeat(self, state: str) -> None:
         rt = self.rt
         now = rt.clock()
-        await rt.store.heartbeat(
+        await rt.store.servers.heartbeat(
             ServerInfo(rt.server_name, rt.owner, rt.settings.server.fqdn, state, self.started_at, now),
             rt.lease_until,
         )
@@ -355,7 +355,7 @@ class Scheduler:
                       reports: list[dsn.RecipientReport], delayed: bool = False) -> None:
         if not dsn.should_notify(info):
             return
-        body = claim.body if claim.body is not None else await self.rt.store.load_body(info.id)
+        body = claim.body if claim.body is not None else await self.rt.store.messages.body(info.id)
         message = self.submission.compose_ndr(info, body, reports, delayed=delayed)
         if message is not None:
             batch.new_messages.append(message)
@@ -395,7 +395,7 @@ class Scheduler:
 
     async def _load_body(self, claim: Claim) -> bytes:
         if claim.body is None:
-            claim.body = await self.rt.store.load_body(claim.message.id)
+            claim.body = await self.rt.store.messages.body(claim.message.id)
         return claim.body
 
     # --- results ----------------------------------------------------------------------------------
@@ -458,7 +458,7 @@ class Scheduler:
         new = replace(state, queue=queue, retry_count=count, retry_until=now + rt.retry.queue_delay(count),
                       first_retry_at=state.first_retry_at or now, last_retry_at=now, last_error=str(reply))
         rt.queue_states[queue.lower()] = new
-        self._spawn(rt.store.set_queue_state(new))
+        self._spawn(rt.store.queues.set_state(new))
         log.warning("queue %s in Retry until %.0f: %s", queue, new.retry_until or 0, reply)
         return new.retry_until or now
 
@@ -468,7 +468,7 @@ class Scheduler:
         if state is not None and (state.retry_count or state.retry_until or state.last_error):
             new = replace(state, retry_count=0, retry_until=None, first_retry_at=None, last_error=None)
             rt.queue_states[queue.lower()] = new
-            self._spawn(rt.store.set_queue_state(new))
+            self._spawn(rt.store.queues.set_state(new))
 
     def _spawn(self, coro: object) -> None:
         async def run() -> None:
@@ -503,7 +503,7 @@ class Scheduler:
 
     async def _record(self, batch: RecordBatch, jobs: int) -> None:
         try:
-            await self.rt.store.record(batch)
+            await self.rt.store.messages.record(batch)
         except MailhopError as exc:
             # The leases expire and the recipients are tried again: at least once, never lost.
             log.error("recording delivery outcomes failed: %s", exc)

@@ -18,10 +18,10 @@ DRAINING = "Draining"
 
 
 async def list_servers(store: Store, lease_timeout: float, now: float) -> list[dict[str, Any]]:
-    servers = await store.servers()
-    active = await store.active_by_owner()
-    connectors = await store.list_connectors()
-    summary = await store.queue_summary()
+    servers = await store.servers.list()
+    active = await store.servers.active_by_owner()
+    connectors = await store.connectors.list()
+    summary = await store.queues.summary()
     out = []
     for s in servers:
         sourced = {c.guid for c in connectors if c.enabled and c.is_source(s.name)}
@@ -44,5 +44,5 @@ async def list_servers(store: Store, lease_timeout: float, now: float) -> list[d
 
 
 async def request_state(store: Store, name: str, draining: bool) -> dict[str, Any]:
-    server = await store.request_server_state(name, DRAINING if draining else None)
+    server = await store.servers.request_state(name, DRAINING if draining else None)
     return {"Name": server.name, "RequestedState": server.requested_state or "Active"}

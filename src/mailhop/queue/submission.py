@@ -25,7 +25,6 @@ from mailhop.model.message import (
     NewMessage,
     NewRecipient,
     RecipientRow,
-    new_message_id,
 )
 from mailhop.model.route import RELAY_TO_SOURCE, UNREACHABLE, Route
 from mailhop.outcome import Reply
@@ -85,7 +84,7 @@ class Submission:
         scheduler = self.scheduler
         fast = scheduler is not None and scheduler.can_take()
         messages, claim, failed = self.build(info, body, recipients, fail_all, fast_path=fast)
-        await self.rt.store.submit(messages)
+        await self.rt.store.messages.submit(messages)
         tracking = self.rt.tracking
         tracking.event("RECEIVE", info, source="SMTP", recipients=recipients,
                        connector_id=info.receive_connector)
@@ -108,7 +107,7 @@ class Submission:
         q = self.rt.settings.queue
         kind = fields.get("kind", "normal")
         info = MessageInfo(
-            id=new_message_id(),
+            id=self.rt.ids(),
             received_at=now,
             origin_server=self.rt.server_name,
             expires_at=now + q.message_expiration_timeout,
@@ -134,13 +133,13 @@ class Submission:
         for address in recipients:
             if fail_all is not None:
                 rows.append(NewRecipient(address, FAILED, "Submission", "Undefined", "Submission", now,
-                                         last_error=str(fail_all)))
+                                         last_error=str(fail_all), id=rt.ids()))
                 failed.append(dsn.RecipientReport(address, fail_all))
                 continue
             route = rt.router.route(address, info.sender, info.size)
             p = place(rt, route, info, now)
             row = NewRecipient(address, p.status, p.queue, p.delivery_type, p.next_hop, p.next_attempt_at,
-                               connector=p.connector, last_error=p.last_error)
+                               connector=p.connector, last_error=p.last_error, id=rt.ids())
             if p.failure is not None:
                 failed.append(dsn.RecipientReport(address, p.failure))
             elif (can_hand_off and p.status == READY and route.delivery_type not in (RELAY_TO_SOURCE, UNREACHABLE)
@@ -177,5 +176,5 @@ class Submission:
         route = rt.router.route(info.sender, "", len(data))
         p = place(rt, route, ndr, now)
         row = NewRecipient(info.sender, p.status, p.queue, p.delivery_type, p.next_hop, p.next_attempt_at,
-                           connector=p.connector, last_error=p.last_error)
+                           connector=p.connector, last_error=p.last_error, id=rt.ids())
         return NewMessage(ndr, data, [row])

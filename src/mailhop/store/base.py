@@ -1,25 +1,41 @@
-"""The Store protocol: everything mailhop keeps, behind one contract.
+"""What mailhop keeps, behind small repositories: one protocol per aggregate.
 
-Contract (tests/contract runs the same suite against every implementation):
-- ``submit`` returns only after the messages, their bodies and recipients are
-  durable (committed and on disk); it is atomic: all the messages or none.
-- ``record`` applies outcomes, new messages (NDRs) and flags in one transaction,
-  and deletes every message left with no recipient that is not final.
-- ``claim`` leases due recipients (status ready/retry, next attempt due, queue
-  not suspended, lease free or expired) to one owner, marks them active, and
+A ``Store`` is a set of repositories sharing one transaction engine: ``connectors``
+(send connectors and their secrets), ``messages`` (the queue as delivery sees it:
+submit, claim, record, leases), ``queues`` (the administrator's view and queue
+states), ``servers`` (cluster membership) and ``tokens`` (admin API tokens).  Each
+consumer is handed only the repositories it needs.
+
+Contract (tests/contract runs the same suite against the in-memory store of
+``mailhop.testing``, SQLite and PostgreSQL):
+- ``messages.submit`` returns only after the messages, their bodies and recipients
+  are durable (committed and on disk); it is atomic: all the messages or none.
+- ``messages.record`` applies outcomes, new messages (NDRs) and flags in one
+  transaction, and deletes every message left with no recipient that is not final.
+- ``messages.claim`` leases due recipients (status ready/retry, next attempt due,
+  queue not suspended, lease free or expired) to one owner, marks them active, and
   never hands the same recipient to two owners whose leases are both live.
-- Connector changes bump ``config_version`` so every server sees them.
-- Errors of the database are raised as ``StoreError``; a failed call changed nothing.
+- Connector changes bump ``connectors.version()`` so every server sees them; a
+  stored connector that no longer validates is returned as quarantined by
+  ``connectors.load()`` and never raises out of it.
+- Errors of the database are raised as ``StoreError`` (a duplicate name or id as
+  ``ConflictError``, an unknown object as ``NotFoundError``); a failed call changed
+  nothing.
+- Times are the caller's (``now`` arguments) or the store's injected clock.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from mailhop.model.connector import SendConnector
 from mailhop.model.message import Claim, MessageInfo, NewMessage, RecipientRow, RecordBatch
+
+# Bodies are kept, read and written in parts of this size: a message's size never
+# decides how much memory one operation needs.
+PART_SIZE = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,56 +80,140 @@ class ServerInfo:
     heartbeat_at: float
     requested_state: str | None = None  # set by an administrator: "Draining" or None
 
-class Store(Protocol):
-    # --- send connectors ---------------------------------------------------------
-    async def list_connectors(self) -> list[SendConnector]: ...
-    async def get_connector(self, name: str) -> SendConnector: ...
-    async def create_connector(self, connector: SendConnector, secret: str | None = None) -> None: ...
-    async def update_connector(
-        self, name: str, change: Callable[[SendConnector], SendConnector], secret: str | None = None
-    ) -> SendConnector: ...
-    async def delete_connector(self, name: str) -> SendConnector: ...
-    async def connector_secret(self, guid: str) -> str | None: ...
-    async def config_version(self) -> int: ...
 
-    # --- messages ------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class QuarantinedConnector:
+    """A stored connector that fails today's validation: skipped by routing, shown with its reason."""
+
+    name: str
+    guid: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectorSet:
+    valid: tuple[SendConnector, ...] = ()
+    quarantined: tuple[QuarantinedConnector, ...] = field(default=())
+
+
+class Connectors(Protocol):
+    async def load(self) -> ConnectorSet:
+        """Every stored connector, valid ones and quarantined ones, by name."""
+        ...
+
+    async def list(self) -> list[SendConnector]:
+        """The valid connectors, by name."""
+        ...
+
+    async def get(self, name: str) -> SendConnector:
+        """By name (any case) or guid; NotFoundError, or ValidationError for a quarantined one."""
+        ...
+
+    async def create(self, connector: SendConnector, secret: str | None = None) -> None: ...
+
+    async def update(self, name: str, change: Callable[[SendConnector], SendConnector],
+                     secret: str | None = None) -> SendConnector:
+        """Apply ``change`` to the stored connector in one transaction (a quarantined one is
+        handed over unvalidated, so that a change can repair it)."""
+        ...
+
+    async def delete(self, name: str) -> str:
+        """Delete by name or guid (quarantined ones too); returns the deleted connector's name."""
+        ...
+
+    async def secret(self, guid: str) -> str | None: ...
+    async def version(self) -> int: ...
+
+
+class Messages(Protocol):
     async def submit(self, messages: Sequence[NewMessage]) -> None: ...
+
     async def claim(
         self, owner: str, now: float, lease_until: float, limit: int,
         connectors: Sequence[str] | None, queues_excluded: Sequence[str] = (),
         share: tuple[int, int] | None = None, stale_before: float = 0.0,
     ) -> list[Claim]: ...
-    async def load_body(self, message_id: int) -> bytes: ...
+
+    async def body(self, message_id: int) -> bytes:
+        """The whole body (NotFoundError when the message is gone)."""
+        ...
+
+    def body_parts(self, message_id: int) -> AsyncIterator[bytes]:
+        """The body in order, one part of at most ``PART_SIZE`` bytes at a time."""
+        ...
+
     async def record(self, batch: RecordBatch) -> None: ...
-    async def release(self, owner: str, now: float) -> int: ...
-    async def recover(self, owner_prefix: str, incarnation: str, now: float) -> list[int]: ...
+
+    async def release(self, owner: str, now: float) -> int:
+        """Free every lease of ``owner`` (a clean stop); returns how many."""
+        ...
+
+    async def recover(self, owner_prefix: str, incarnation: str, now: float) -> list[int]:
+        """Free leases of dead earlier incarnations (owners ``<owner_prefix>/...`` other than
+        ``incarnation``) and every expired lease; the ids of the messages concerned."""
+        ...
+
     async def resubmit(self, live_connectors: Sequence[str], now: float,
-                       removed: Sequence[str] | None = None) -> int: ...
+                       removed: Sequence[str] | None = None) -> int:
+        """Send waiting recipients back to routing: Unreachable ones, and those of connectors
+        deleted or disabled (``removed``, or at start every one not in ``live_connectors``)."""
+        ...
+
     async def next_due(self, connectors: Sequence[str] | None) -> float | None: ...
 
-    # --- queues (the administrator's view) -----------------------------------------------
-    async def queue_states(self) -> list[QueueState]: ...
-    async def set_queue_state(self, state: QueueState) -> None: ...
+    async def mark_crashed(self, message_ids: Sequence[int], threshold: int) -> list[int]:
+        """Count a crash against each message; those reaching ``threshold`` go to Poison (returned)."""
+        ...
+
+
+class Queues(Protocol):
+    async def states(self) -> list[QueueState]: ...
+    async def set_state(self, state: QueueState) -> None: ...
+    async def summary(self) -> list[QueueSummary]: ...
     async def messages(self, queue: str | None = None, limit: int = 1000,
                        after: int = 0) -> list[tuple[MessageInfo, list[RecipientRow]]]: ...
     async def get_message(self, message_id: int) -> tuple[MessageInfo, list[RecipientRow]]: ...
-    async def queue_summary(self) -> list[QueueSummary]: ...
-    async def retry_queue(self, queue: str, now: float) -> int: ...
-    async def suspend_message(self, message_id: int) -> int: ...
-    async def resume_message(self, message_id: int, now: float) -> int: ...
-    async def remove_message(self, message_id: int, ndr: NewMessage | None = None) -> None: ...
-    async def mark_crashed(self, message_ids: Sequence[int], threshold: int) -> list[int]: ...
 
-    # --- servers ---------------------------------------------------------------------
-    async def heartbeat(self, server: ServerInfo, lease_until: float) -> None: ...
-    async def servers(self) -> list[ServerInfo]: ...
-    async def request_server_state(self, name: str, state: str | None) -> ServerInfo: ...
+    async def retry(self, queue: str, now: float) -> int:
+        """Make the queue's waiting recipients due now and clear its retry timer."""
+        ...
+
+    async def suspend_message(self, message_id: int) -> int: ...
+
+    async def resume_message(self, message_id: int, now: float) -> int:
+        """Resume a suspended message; a poison message goes back to routing (Resume-Message)."""
+        ...
+
+    async def remove_message(self, message_id: int, ndr: NewMessage | None = None) -> None: ...
+
+
+class Servers(Protocol):
+    async def heartbeat(self, server: ServerInfo, lease_until: float) -> None:
+        """Record the server's state and push its active leases to ``lease_until``."""
+        ...
+
+    async def list(self) -> list[ServerInfo]: ...
+    async def request_state(self, name: str, state: str | None) -> ServerInfo: ...
     async def active_by_owner(self) -> dict[str, int]: ...
 
-    # --- admin API tokens (hashed) -----------------------------------------------------
-    async def create_token(self, name: str, token_hash: str, read_only: bool) -> AdminToken: ...
-    async def tokens(self) -> list[AdminToken]: ...
-    async def delete_token(self, name: str) -> None: ...
-    async def token_by_hash(self, token_hash: str) -> AdminToken | None: ...
+
+class Tokens(Protocol):
+    async def create(self, name: str, token_hash: str, read_only: bool) -> AdminToken: ...
+    async def list(self) -> list[AdminToken]: ...
+    async def delete(self, name: str) -> None: ...
+    async def by_hash(self, token_hash: str) -> AdminToken | None: ...
+
+
+class Store(Protocol):
+    @property
+    def connectors(self) -> Connectors: ...
+    @property
+    def messages(self) -> Messages: ...
+    @property
+    def queues(self) -> Queues: ...
+    @property
+    def servers(self) -> Servers: ...
+    @property
+    def tokens(self) -> Tokens: ...
 
     async def close(self) -> None: ...

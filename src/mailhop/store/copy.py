@@ -18,22 +18,22 @@ BATCH = 200
 
 
 async def copy_store(source: Store, target: Store) -> dict[str, Any]:
-    if await target.list_connectors() or await target.messages(limit=1):
+    if await target.connectors.list() or await target.queues.messages(limit=1):
         raise StoreError("the target store is not empty: db migrate copies into an empty store only")
-    connectors = await source.list_connectors()
+    connectors = await source.connectors.list()
     for c in connectors:
-        await target.create_connector(c, await source.connector_secret(c.guid))
-    states = await source.queue_states()
+        await target.connectors.create(c, await source.connectors.secret(c.guid))
+    states = await source.queues.states()
     for state in states:
-        await target.set_queue_state(state)
+        await target.queues.set_state(state)
     copied, after = 0, 0
     while True:
-        page = await source.messages(limit=BATCH, after=after)
+        page = await source.queues.messages(limit=BATCH, after=after)
         if not page:
             break
         batch = []
         for info, rows in page:
-            body = await source.load_body(info.id)
+            body = await source.messages.body(info.id)
             recipients = [
                 NewRecipient(r.address, (RETRY if r.attempts else READY) if r.status == ACTIVE else r.status,
                              r.queue, r.delivery_type, r.next_hop, r.next_attempt_at, connector=r.connector,
@@ -43,7 +43,7 @@ async def copy_store(source: Store, target: Store) -> dict[str, Any]:
             batch.append(NewMessage(info, body, recipients))
             after = info.id
         try:
-            await target.submit(batch)
+            await target.messages.submit(batch)
         except StoreError as exc:
             raise StoreError(f"copy stopped after {copied} message(s): {exc}") from None
         copied += len(batch)

@@ -17,7 +17,9 @@ from typing import Any
 import psycopg
 import psycopg.errors
 
-from mailhop.store.sql import Conn, SqlStore
+from mailhop.clock import SYSTEM_CLOCK, Clock
+from mailhop.store.engine import Conn
+from mailhop.store.sql import SqlStore
 
 _PLACEHOLDER = re.compile(r"\?")
 
@@ -105,12 +107,12 @@ class PostgresDialect:
 
 
 class PostgresStore(SqlStore):
-    def __init__(self, url: str) -> None:
-        super().__init__(PostgresDialect(url))
+    def __init__(self, url: str, clock: Clock = SYSTEM_CLOCK) -> None:
+        super().__init__(PostgresDialect(url), clock)
         self.url = url
 
     @classmethod
-    async def open(cls, url: str) -> PostgresStore:
-        store = cls(url)
+    async def open(cls, url: str, clock: Clock = SYSTEM_CLOCK) -> PostgresStore:
+        store = cls(url, clock)
         await store._start()
         return store

@@ -5,7 +5,7 @@ survives a crash of the process or of the machine (NORMAL would not be durable i
 WAL mode).  Other processes open the same file: mailhop's own writers (worker
 processes, the CLI) take turns through a kernel lock around each transaction
 (``writer_lock``), anything else waits for SQLite's write lock (``busy_timeout``).
-The SQL itself lives in ``store.sql``.
+The SQL itself lives in ``store.sql``, the threads in ``store.engine``.
 """
 
 from __future__ import annotations
@@ -17,8 +17,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from mailhop.clock import SYSTEM_CLOCK, Clock
 from mailhop.errors import StoreError
-from mailhop.store.sql import Conn, SqlStore
+from mailhop.store.engine import Conn
+from mailhop.store.sql import SqlStore
 
 BUSY_TIMEOUT_MS = 15000
 
@@ -78,17 +80,17 @@ class SqliteDialect:
 
 
 class SqliteStore(SqlStore):
-    def __init__(self, path: Path) -> None:
-        super().__init__(SqliteDialect(path))
+    def __init__(self, path: Path, clock: Clock = SYSTEM_CLOCK) -> None:
+        super().__init__(SqliteDialect(path), clock)
         self.path = path
 
     @classmethod
-    async def open(cls, path: Path) -> SqliteStore:
+    async def open(cls, path: Path, clock: Clock = SYSTEM_CLOCK) -> SqliteStore:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(f"cannot create {path.parent}: {exc.strerror}") from None
-        store = cls(path)
+        store = cls(path, clock)
         await store._start()
         _fsync_dir(path.parent)  # the new files' directory entries are durable too
         return store
