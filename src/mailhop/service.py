@@ -22,21 +22,25 @@ from dataclasses import dataclass, field
 from mailhop.admin.api import AdminContext
 from mailhop.admin.auth import Sessions
 from mailhop.admin.server import AdminServer
-from mailhop.clock import SYSTEM_CLOCK
+from mailhop.clock import SYSTEM_CLOCK, Clock
 from mailhop.config import ReceiveConnectorSettings, Settings, split_hostport
 from mailhop.delivery.dns import DnsResolver
 from mailhop.delivery.tls import TlsPolicy
 from mailhop.errors import ConfigError, MailhopError
 from mailhop.model.ids import IdGenerator
+from mailhop.queue.context import Live, QueueContext, Snapshot
+from mailhop.queue.ndr import NdrComposer
 from mailhop.queue.retry import RetryPolicy
-from mailhop.queue.runtime import Runtime
 from mailhop.queue.scheduler import Scheduler
 from mailhop.queue.submission import Submission
 from mailhop.receive.handler import ReceiveHandler
 from mailhop.receive.users import UserStore
 from mailhop.routing.router import Router
+from mailhop.services import Services
+from mailhop.services.control import ControlServer, socket_path
 from mailhop.smtp.server import ServerOptions, Session, SMTPServer
 from mailhop.store import Store, open_store
+from mailhop.tracking.events import Tracker
 from mailhop.tracking.log import TrackingLog, tracking_dir
 from mailhop.tracking.protocol import ProtocolLog
 
@@ -65,37 +69,43 @@ def receive_trace(plog: ProtocolLog, connector: str) -> Callable[[Session, str, 
 @dataclass
 class Service:
     settings: Settings
+    worker: int = 0
+    clock: Clock = SYSTEM_CLOCK
     store: Store | None = None
-    runtime: Runtime | None = None
+    tracking: TrackingLog | None = None
     scheduler: Scheduler | None = None
+    services: Services | None = None
     listeners: list[tuple[str, SMTPServer]] = field(default_factory=list)
     logs: list[ProtocolLog] = field(default_factory=list)
     admin: AdminServer | None = None
-    worker: int = 0
+    control: ControlServer | None = None
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _stopped: bool = False
 
     async def start(self) -> None:
         s = self.settings
-        self.store = await open_store(s)
-        tracking = TrackingLog(tracking_dir(s.data_dir), s.tracking, s.server.fqdn, s.server.name)
+        clock = self.clock
+        self.store = store = await open_store(s, clock)
         owner = f"{s.server.name}/{self.worker}/{uuid.uuid4().hex[:12]}"
-        rt = Runtime(s, self.store, tracking, owner, Router([], s.server.name), RetryPolicy(s.queue),
-                     IdGenerator(SYSTEM_CLOCK, self.worker))
-        self.runtime = rt
-        submission = Submission(rt)
+        self.tracking = TrackingLog(tracking_dir(s.data_dir), s.tracking, s.server.fqdn, s.server.name, clock)
+        tracker = Tracker(clock, owner, [self.tracking])
+        ctx = QueueContext(s, store, tracker, clock, IdGenerator(clock, self.worker), RetryPolicy(s.queue), owner)
+        live = Live(Snapshot(Router([], s.server.name)))
+        ndr = NdrComposer(ctx, live)
         resolver = DnsResolver(s.dns.nameservers, s.dns.timeout, s.dns.lifetime)
-        send_log = ProtocolLog(s.data_dir, True, s.protocol_log)
+        send_log = ProtocolLog(s.data_dir, True, s.protocol_log, clock)
         self.logs = [send_log]
-        self.scheduler = Scheduler(rt, submission, resolver, tls_plan=TlsPolicy(s).plan, protocol_log=send_log)
-        submission.scheduler = self.scheduler
-        await self.scheduler.start()
+        self.scheduler = scheduler = Scheduler(ctx, live, ndr, resolver, tls_plan=TlsPolicy(s).plan,
+                                               protocol_log=send_log)
+        submission = Submission(ctx, live, ndr, scheduler)
+        self.services = Services.build(s, store, clock, tracker, ndr)
+        await scheduler.start()
         try:
-            receive_log = ProtocolLog(s.data_dir, False, s.protocol_log)
+            receive_log = ProtocolLog(s.data_dir, False, s.protocol_log, clock)
             self.logs.append(receive_log)
             users = UserStore(s.server.users_path)
             for rc in s.receive_connectors:
-                handler = ReceiveHandler(rc, submission, users)
+                handler = ReceiveHandler(rc, submission, users, clock)
                 tls_context = server_tls_context(rc)
                 server = SMTPServer(handler, ServerOptions(
                     hostname=rc.fqdn or s.server.fqdn,
@@ -107,15 +117,19 @@ class Service:
                     require_tls=rc.require_tls,
                     auth_enabled=rc.auth and tls_context is not None,
                 ), protocol_log=receive_trace(receive_log, rc.name) if rc.protocol_logging_level == "Verbose" else None,
-                   accepting=lambda: not (self.scheduler and self.scheduler.draining))
+                   accepting=lambda: not scheduler.draining)
                 host, port = split_hostport(rc.bind)
                 await server.start(host, port, reuse_port=s.server.workers > 1)
                 self.listeners.append((rc.name, server))
                 log.info("%s: receive connector '%s' listening on %s", s.server.name, rc.name, rc.bind)
-            if s.admin.enabled and self.worker == 0:  # console sessions live in one process
-                self.admin = AdminServer(AdminContext(s, rt, Sessions(s.admin.session_lifetime)))
-                await self.admin.start()
-                log.info("%s: admin API and console on http://%s/", s.server.name, s.admin.bind)
+            if self.worker == 0:  # console sessions and the control socket live in one process
+                self.control = ControlServer(socket_path(s.data_dir), self.services)
+                await self.control.start()
+                if s.admin.enabled:
+                    self.admin = AdminServer(AdminContext(s, self.services, store, Sessions(s.admin.session_lifetime,
+                                                                                             clock), clock))
+                    await self.admin.start()
+                    log.info("%s: admin API and console on http://%s/", s.server.name, s.admin.bind)
         except (OSError, MailhopError):
             await self.stop()
             raise
@@ -127,11 +141,13 @@ class Service:
         grace = self.settings.server.shutdown_timeout
         if self.admin is not None:
             await self.admin.stop()
+        if self.control is not None:
+            await self.control.stop()
         await asyncio.gather(*(server.stop(grace) for _, server in self.listeners))
         if self.scheduler is not None:
             await self.scheduler.stop(grace)
-        if self.runtime is not None:
-            self.runtime.tracking.flush()
+        if self.tracking is not None:
+            self.tracking.flush()
         for plog in self.logs:
             plog.flush()
         if self.store is not None:

@@ -33,13 +33,13 @@ class Transport:
     async def connector(self, **values: Any) -> None:
         c = new_connector(values, self.service.settings.server.name)
         await self.service.store.connectors.create(c)  # type: ignore[union-attr]
-        await self.service.scheduler._load_config()  # type: ignore[union-attr]
+        await self.service.scheduler.watch.poll()  # type: ignore[union-attr]
 
     def tracking(self) -> list[dict[str, Any]]:
         import json
 
         folder = self.service.settings.data_dir / "logs" / "MessageTracking"
-        self.service.runtime.tracking.flush()  # type: ignore[union-attr]
+        self.service.tracking.flush()  # type: ignore[union-attr]
         return [json.loads(line) for p in sorted(folder.glob("MSGTRK*.log")) for line in p.read_text().splitlines()]
 
 

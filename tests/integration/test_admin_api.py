@@ -179,7 +179,7 @@ async def park_unreachable(api: Api, sender: str = "alice@contoso.test", to: str
     """Submit a message no connector matches; wait until it waits in the Unreachable queue."""
     # Apply connector changes made just before now: the scheduler's own poll would otherwise
     # resubmit the parked message a moment later, under the caller's feet.
-    await api.t.service.scheduler._load_config()
+    await api.t.service.scheduler.watch.poll()
     sent = await submit(api.t.port, sender, [to])
 
     async def parked() -> bool:
@@ -947,7 +947,7 @@ async def test_unknown_objects_are_not_found(api: Api) -> None:
     assert_error(await api.full.get("/api/messages", params={"result_size": 0}), 400)
     assert_error(await api.full.get("/api/tracking", params={"internal_message_id": "x"}), 400)
     with pytest.raises(ValidationError) as info:
-        parse_time("yesterday-ish")
+        parse_time("yesterday-ish", 0)
     assert_error(await api.full.get("/api/tracking", params={"start": "yesterday-ish"}), 400, str(info.value))
     assert await api.snapshot() == before
 

@@ -56,7 +56,7 @@ async def add_relay(t: Any, receiver: Receiver, secret: str | None = None, **pro
               "AddressSpaces": "*", **props}
     connector = new_connector(values, t.service.settings.server.name)
     await t.store.connectors.create(connector, secret=secret)
-    await t.service.scheduler._load_config()
+    await t.service.scheduler.watch.poll()
     return connector
 
 

@@ -102,8 +102,10 @@ def test_tracking_search_filters(tmp_path: Path) -> None:
     assert ids(sender="alice@contoso.test", event="send") == ["SEND"]
     assert ids(internal_message_id=2) == ["FAIL"]
     assert ids(subject="quarterly") == ["RECEIVE"]
-    assert ids(start=parse_time("2026-11-28T09:30")) == ["FAIL"]
-    assert ids(end=parse_time("2026-11-28T09:00:00.500Z")) == ["RECEIVE"]
+    assert ids(start=parse_time("2026-11-28T09:30", 0)) == ["FAIL"]
+    assert ids(end=parse_time("2026-11-28T09:00:00.500Z", 0)) == ["RECEIVE"]
+    ten_oclock = parse_time("2026-11-28T10:00:00Z", 0)
+    assert ids(start=parse_time("30m", ten_oclock)) == ["FAIL"]  # a duration counts back from now
     assert ids(limit=1) == ["RECEIVE"]
     with pytest.raises(ValidationError):
-        parse_time("tomorrowish")
+        parse_time("tomorrowish", 0)

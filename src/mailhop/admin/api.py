@@ -13,7 +13,6 @@ The OpenAPI document is served at ``/api/openapi.json``.
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -28,8 +27,8 @@ from pydantic import BaseModel, Field
 
 from mailhop.admin.auth import Principal, Sessions, csrf_ok, token_hash
 from mailhop.admin.dashboard import dashboard
+from mailhop.clock import Clock
 from mailhop.config import Settings
-from mailhop.delivery.tls import check_certificate
 from mailhop.errors import (
     AuthenticationRequired,
     ConflictError,
@@ -39,11 +38,8 @@ from mailhop.errors import (
     StoreError,
     ValidationError,
 )
-from mailhop.model.connector import SendConnector, new_connector, to_exchange, update_connector
-from mailhop.queue import admin as queues
-from mailhop.queue import servers
-from mailhop.queue.runtime import Runtime
-from mailhop.routing.router import Router
+from mailhop.services import Services
+from mailhop.store.base import Store
 from mailhop.tracking.log import tracking_dir
 from mailhop.tracking.search import Query as TrackQuery
 from mailhop.tracking.search import parse_time, search
@@ -78,12 +74,10 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 @dataclass
 class AdminContext:
     settings: Settings
-    runtime: Runtime
+    services: Services
+    store: Store
     sessions: Sessions
-
-    @property
-    def store(self) -> Any:
-        return self.runtime.store
+    clock: Clock
 
 
 def _status(exc: MailhopError) -> int:
@@ -177,40 +171,27 @@ def create_app(ctx: AdminContext) -> FastAPI:
 
     @app.get(f"{api}/connectors", responses=ERRORS, tags=["send connectors"])
     async def list_connectors(who: Reader) -> list[JSON]:
-        return [to_exchange(c) for c in await ctx.store.connectors.list()]
+        return await ctx.services.connectors.list(quarantined=False)
 
     @app.get(f"{api}/connectors/{{name}}", responses=ERRORS, tags=["send connectors"])
     async def get_connector(name: str, who: Reader) -> JSON:
-        return to_exchange(await ctx.store.connectors.get(name))
+        return await ctx.services.connectors.get(name)
 
     @app.post(f"{api}/connectors", status_code=201, responses=ERRORS, tags=["send connectors"])
     async def create_connector(who: Writer, values: Annotated[dict[str, Any], Body()]) -> JSON:
         values = dict(values)
         secret = _secret(values)
-        created = new_connector(values, default_server=ctx.settings.server.name)
-        check_certificate(ctx.settings.certificates, created)
-        if created.smart_host_auth_mechanism in ("BasicAuth", "BasicAuthRequireTLS") and not secret:
-            raise ValidationError(f"SmartHostAuthMechanism {created.smart_host_auth_mechanism} needs Password")
-        await ctx.store.connectors.create(created, secret)
-        return to_exchange(created)
+        return await ctx.services.connectors.create(values, secret, secret_hint="Password")
 
     @app.patch(f"{api}/connectors/{{name}}", responses=ERRORS, tags=["send connectors"])
     async def set_connector(name: str, who: Writer, values: Annotated[dict[str, Any], Body()]) -> JSON:
         values = dict(values)
         secret = _secret(values)
-        if not values and secret is None:
-            raise ValidationError("nothing to change: give at least one property")
-        def change(c: SendConnector) -> SendConnector:
-            changed = update_connector(c, values)
-            check_certificate(ctx.settings.certificates, changed)
-            return changed
-
-        updated = await ctx.store.connectors.update(name, change, secret)
-        return to_exchange(updated)
+        return await ctx.services.connectors.update(name, values, secret)
 
     @app.delete(f"{api}/connectors/{{name}}", responses=ERRORS, tags=["send connectors"])
     async def remove_connector(name: str, who: Writer) -> JSON:
-        return {"Identity": await ctx.store.connectors.delete(name), "Removed": True}
+        return {"Identity": await ctx.services.connectors.remove(name), "Removed": True}
 
     # --- receive connectors (from the configuration file) -----------------------------------
 
@@ -229,39 +210,38 @@ def create_app(ctx: AdminContext) -> FastAPI:
 
     @app.get(f"{api}/queues", responses=ERRORS, tags=["queues"])
     async def list_queues(who: Reader) -> list[JSON]:
-        return await queues.list_queues(ctx.store)
+        return await ctx.services.queues.list_queues()
 
     @app.post(f"{api}/queues/{{queue}}/retry", responses=ERRORS, tags=["queues"])
     async def retry_queue(queue: str, who: Writer) -> JSON:
-        count = await queues.retry_queue(ctx.store, queue, time.time())
-        return {"Identity": queues.queue_name(queue), "RecipientsRetried": count}
+        return await ctx.services.queues.retry(queue)
 
     @app.post(f"{api}/queues/{{queue}}/suspend", responses=ERRORS, tags=["queues"])
     async def suspend_queue(queue: str, who: Writer) -> JSON:
-        return {"Identity": await queues.set_queue_suspended(ctx.store, queue, True), "Status": "Suspended"}
+        return {"Identity": await ctx.services.queues.set_queue_suspended(queue, True), "Status": "Suspended"}
 
     @app.post(f"{api}/queues/{{queue}}/resume", responses=ERRORS, tags=["queues"])
     async def resume_queue(queue: str, who: Writer) -> JSON:
-        return {"Identity": await queues.set_queue_suspended(ctx.store, queue, False), "Status": "Ready"}
+        return {"Identity": await ctx.services.queues.set_queue_suspended(queue, False), "Status": "Ready"}
 
     @app.get(f"{api}/messages", responses=ERRORS, tags=["queues"])
     async def list_messages(who: Reader, queue: str | None = None,
                             result_size: Annotated[int, Query(ge=1, le=10000)] = 1000) -> list[JSON]:
-        return await queues.list_messages(ctx.store, queue, result_size)
+        return await ctx.services.queues.list_messages(queue, result_size)
 
     @app.post(f"{api}/messages/{{message_id}}/suspend", responses=ERRORS, tags=["queues"])
     async def suspend_message(message_id: Annotated[int, _MessageId], who: Writer) -> JSON:
-        count = await queues.set_message_suspended(ctx.store, message_id, True, time.time())
+        count = await ctx.services.queues.set_message_suspended(message_id, True)
         return {"Identity": message_id, "Status": "Suspended", "Recipients": count}
 
     @app.post(f"{api}/messages/{{message_id}}/resume", responses=ERRORS, tags=["queues"])
     async def resume_message(message_id: Annotated[int, _MessageId], who: Writer) -> JSON:
-        count = await queues.set_message_suspended(ctx.store, message_id, False, time.time())
+        count = await ctx.services.queues.set_message_suspended(message_id, False)
         return {"Identity": message_id, "Status": "Resumed", "Recipients": count}
 
     @app.delete(f"{api}/messages/{{message_id}}", responses=ERRORS, tags=["queues"])
     async def remove_message(message_id: Annotated[int, _MessageId], who: Writer, ndr: bool = False) -> JSON:
-        return await queues.remove_message(ctx.runtime, message_id, ndr)
+        return await ctx.services.queues.remove_message(message_id, ndr)
 
     # --- tracking, routing, servers, headers -------------------------------------------------------
 
@@ -274,31 +254,27 @@ def create_app(ctx: AdminContext) -> FastAPI:
     ) -> list[JSON]:
         query = TrackQuery(sender=sender, recipient=recipient, message_id=message_id,
                            internal_message_id=internal_message_id, event=event, subject=subject,
-                           start=parse_time(start) if start else None, end=parse_time(end) if end else None,
+                           start=parse_time(start, ctx.clock.now()) if start else None,
+                           end=parse_time(end, ctx.clock.now()) if end else None,
                            limit=result_size)
         return await asyncio.to_thread(search, tracking_dir(ctx.settings.data_dir), query)
 
     @app.get(f"{api}/route", responses=ERRORS, tags=["routing"])
     async def route(who: Reader, recipient: Annotated[str, Query(min_length=3, max_length=320)],
                     sender: str = "", size: Annotated[int, Query(ge=0, le=2**40)] = 0) -> JSON:
-        if "@" not in recipient:
-            raise ValidationError(f"'{recipient}' is not an email address")
-        router = Router(await ctx.store.connectors.list(), ctx.settings.server.name)
-        decision = router.route(recipient, sender, size)
-        return {"Recipient": recipient, "Sender": sender or None, "Size": size,
-                "Server": ctx.settings.server.name, **decision.to_json()}
+        return await ctx.services.routing.explain(recipient, sender, size)
 
     @app.get(f"{api}/servers", responses=ERRORS, tags=["servers"])
     async def list_servers(who: Reader) -> list[JSON]:
-        return await servers.list_servers(ctx.store, ctx.settings.cluster.lease_timeout, time.time())
+        return await ctx.services.servers.list()
 
     @app.post(f"{api}/servers/{{name}}/drain", responses=ERRORS, tags=["servers"])
     async def drain(name: str, who: Writer) -> JSON:
-        return await servers.request_state(ctx.store, name, True)
+        return await ctx.services.servers.request_state(name, True)
 
     @app.post(f"{api}/servers/{{name}}/resume", responses=ERRORS, tags=["servers"])
     async def resume(name: str, who: Writer) -> JSON:
-        return await servers.request_state(ctx.store, name, False)
+        return await ctx.services.servers.request_state(name, False)
 
     @app.post(f"{api}/headers/analyze", responses=ERRORS, tags=["header analyzer"])
     async def analyze_headers(body: HeaderText, who: Reader) -> JSON:
@@ -309,7 +285,7 @@ def create_app(ctx: AdminContext) -> FastAPI:
 
     @app.get(f"{api}/dashboard", responses=ERRORS, tags=["dashboard"])
     async def dashboard_data(who: Reader) -> JSON:
-        return await dashboard(ctx.store, tracking_dir(ctx.settings.data_dir), time.time())
+        return await dashboard(ctx.store, ctx.services.queues, tracking_dir(ctx.settings.data_dir), ctx.clock.now())
 
     # --- the web console (static files, no build step) ----------------------------------------------
 

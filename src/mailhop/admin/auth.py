@@ -13,19 +13,14 @@ memory and end with it, or when the very token they were opened with is removed
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
-import time
 from dataclasses import dataclass
 
+from mailhop.clock import Clock
+from mailhop.services.tokens import token_hash
 
-def new_token() -> str:
-    return secrets.token_urlsafe(32)
-
-
-def token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+__all__ = ["Principal", "Sessions", "csrf_ok", "token_hash"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,20 +33,21 @@ class Principal:
 
 
 class Sessions:
-    def __init__(self, lifetime: float) -> None:
+    def __init__(self, lifetime: float, clock: Clock) -> None:
         self.lifetime = lifetime
+        self.clock = clock
         self._sessions: dict[str, tuple[Principal, float]] = {}
 
     def open(self, name: str, read_only: bool, token: str) -> Principal:
         self._expire()
         sid, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
         principal = Principal(name, read_only, sid, csrf, token)
-        self._sessions[sid] = (principal, time.monotonic() + self.lifetime)
+        self._sessions[sid] = (principal, self.clock.now() + self.lifetime)
         return principal
 
     def get(self, sid: str) -> Principal | None:
         entry = self._sessions.get(sid)
-        if entry is None or entry[1] < time.monotonic():
+        if entry is None or entry[1] < self.clock.now():
             self._sessions.pop(sid, None)
             return None
         return entry[0]
@@ -60,7 +56,7 @@ class Sessions:
         self._sessions.pop(sid, None)
 
     def _expire(self) -> None:
-        now = time.monotonic()
+        now = self.clock.now()
         for sid, (_, expires) in list(self._sessions.items()):
             if expires < now:
                 del self._sessions[sid]

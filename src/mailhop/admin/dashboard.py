@@ -12,7 +12,7 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
-from mailhop.queue.admin import list_queues
+from mailhop.services.queues import QueueService
 from mailhop.store.base import Store
 from mailhop.tracking.log import iso
 from mailhop.tracking.search import Query, search
@@ -22,7 +22,7 @@ BUCKET = 300
 WINDOW = 3600
 
 
-async def dashboard(store: Store, tracking_directory: Path, now: float) -> dict[str, Any]:
+async def dashboard(store: Store, queue_service: QueueService, tracking_directory: Path, now: float) -> dict[str, Any]:
     start = now - WINDOW
     first = int(start // BUCKET) * BUCKET
     buckets = [{"Start": iso(first + i * BUCKET), **{v: 0 for v in OUTCOMES.values()}}
@@ -42,7 +42,7 @@ async def dashboard(store: Store, tracking_directory: Path, now: float) -> dict[
             count = len(e.get("Recipients") or [1])
             buckets[index][outcome] += count  # type: ignore[operator]
             totals[outcome] += count
-    queues = await list_queues(store)
+    queues = await queue_service.list_queues()
     oldest = await store.queues.messages(limit=1)
     return {
         "WindowSeconds": WINDOW,

@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import click
 
-from mailhop.admin.auth import new_token, token_hash
 from mailhop.cli.main import Context, pass_ctx
 from mailhop.cli.output import emit, table
-from mailhop.store import Store
-from mailhop.store.base import AdminToken
-from mailhop.tracking.log import iso
 
 
 @click.group()
@@ -28,14 +24,9 @@ def token() -> None:
 @pass_ctx
 def create(ctx: Context, name: str, read_only: bool) -> None:
     """Create a token and print it (this is the only time it is shown)."""
-    secret = new_token()
-
-    async def run(store: Store) -> AdminToken:
-        return await store.tokens.create(name, token_hash(secret), read_only)
-
-    made = ctx.with_store(run)
-    click.echo(secret)
-    click.echo(f"Token '{made.name}' ({'read-only' if made.read_only else 'full control'}) created; "
+    made = ctx.change("token.create", lambda s: s.tokens.create(name, read_only), name=name, read_only=read_only)
+    click.echo(made["Token"])
+    click.echo(f"Token '{made['Name']}' ({'read-only' if made['ReadOnly'] else 'full control'}) created; "
                "it is not shown again.", err=True)
 
 
@@ -44,8 +35,7 @@ def create(ctx: Context, name: str, read_only: bool) -> None:
 @pass_ctx
 def list_(ctx: Context, as_json: bool) -> None:
     """Token names and rights (never the tokens)."""
-    found = ctx.with_store(lambda store: store.tokens.list())
-    rows = [{"Name": t.name, "ReadOnly": t.read_only, "Created": iso(t.created_at)} for t in found]
+    rows = ctx.read(lambda s: s.tokens.list())
     emit(rows, as_json, table(rows, ("Name", "ReadOnly", "Created")))
 
 
@@ -54,5 +44,5 @@ def list_(ctx: Context, as_json: bool) -> None:
 @pass_ctx
 def remove(ctx: Context, name: str) -> None:
     """Revoke a token, and the console sessions opened with it."""
-    ctx.with_store(lambda store: store.tokens.delete(name))
+    ctx.change("token.remove", lambda s: s.tokens.remove(name), name=name)
     click.echo(f"Token '{name}' removed.")

@@ -14,16 +14,8 @@ import click
 
 from mailhop.cli.main import Context, pass_ctx
 from mailhop.cli.output import emit, format_list, table
-from mailhop.delivery.tls import check_certificate
 from mailhop.errors import ValidationError
-from mailhop.model.connector import (
-    PROPERTIES,
-    SendConnector,
-    new_connector,
-    to_exchange,
-    update_connector,
-)
-from mailhop.store import Store
+from mailhop.model.connector import PROPERTIES, SendConnector, from_exchange, to_exchange
 
 LIST_COLUMNS = ("Identity", "AddressSpaces", "Enabled")
 
@@ -61,7 +53,7 @@ def _given(kwargs: dict[str, Any]) -> dict[str, Any]:
     return {by_attr[k]: v for k, v in kwargs.items() if k in by_attr and v is not None}
 
 
-def _secret(password_file: Path | None, values: dict[str, Any]) -> str | None:
+def _secret(password_file: Path | None) -> str | None:
     if password_file is None:
         return None
     try:
@@ -72,13 +64,6 @@ def _secret(password_file: Path | None, values: dict[str, Any]) -> str | None:
     if not secret:
         raise ValidationError(f"--password-file: {password_file} is empty")
     return secret
-
-
-def _check_local(ctx: Context, c: SendConnector, secret: str | None, creating: bool) -> None:
-    """Checks that need this server's configuration or the CLI's inputs, not only the connector."""
-    check_certificate(ctx.settings.certificates, c)
-    if creating and c.smart_host_auth_mechanism in ("BasicAuth", "BasicAuthRequireTLS") and secret is None:
-        raise ValidationError(f"SmartHostAuthMechanism {c.smart_host_auth_mechanism} needs --password-file FILE")
 
 
 @click.group()
@@ -93,25 +78,27 @@ def connector() -> None:
 def new(ctx: Context, /, name: str, password_file: Path | None, **kwargs: Any) -> None:
     """Create a send connector (New-SendConnector)."""
     values = {"Name": name, **_given(kwargs)}
-    secret = _secret(password_file, values)
-    created = new_connector(values, default_server=ctx.settings.server.name)
-    _check_local(ctx, created, secret, creating=True)
-
-    async def run(store: Store) -> None:
-        await store.connectors.create(created, secret)
-
-    ctx.with_store(run)
-    click.echo(table([_ps_row(created)], LIST_COLUMNS))
+    secret = _secret(password_file)
+    hint = "--password-file FILE"
+    created = ctx.change("connector.create", lambda s: s.connectors.create(values, secret, hint),
+                         values=values, secret=secret, secret_hint=hint)
+    click.echo(table([_ps_row(from_exchange(created))], LIST_COLUMNS))
 
 
 @connector.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Objects keyed by Exchange's property names.")
 @pass_ctx
 def list_(ctx: Context, as_json: bool) -> None:
-    """List send connectors (Get-SendConnector)."""
-    connectors = ctx.with_store(lambda store: store.connectors.list())
-    emit([to_exchange(c) for c in connectors], as_json,
-         table([_ps_row(c) for c in connectors], LIST_COLUMNS) if connectors else "")
+    """List send connectors (Get-SendConnector); quarantined ones with the reason."""
+    found = ctx.read(lambda s: s.connectors.list())
+    valid = [from_exchange(c) for c in found if not c.get("Quarantined")]
+    quarantined = [c for c in found if c.get("Quarantined")]
+    rows = [_ps_row(c) for c in valid] + [
+        {"Identity": q["Identity"], "AddressSpaces": [], "Enabled": "Quarantined"} for q in quarantined]
+    human = table(rows, LIST_COLUMNS) if rows else ""
+    for q in quarantined:
+        human += f"\nQuarantined: '{q['Identity']}': {q['QuarantineReason']}"
+    emit(found, as_json, human)
 
 
 @connector.command("show")
@@ -120,8 +107,8 @@ def list_(ctx: Context, as_json: bool) -> None:
 @pass_ctx
 def show(ctx: Context, name: str, as_json: bool) -> None:
     """Show one send connector with all its properties (Get-SendConnector | Format-List)."""
-    c = ctx.with_store(lambda store: store.connectors.get(name))
-    emit(to_exchange(c), as_json, format_list(_ps_object(c)))
+    data = ctx.read(lambda s: s.connectors.get(name))
+    emit(data, as_json, format_list(_ps_object(from_exchange(data))))
 
 
 @connector.command("set")
@@ -131,20 +118,12 @@ def show(ctx: Context, name: str, as_json: bool) -> None:
 def set_(ctx: Context, /, name: str, password_file: Path | None, **kwargs: Any) -> None:
     """Change a send connector (Set-SendConnector)."""
     values = _given(kwargs)
-    secret = _secret(password_file, values)
+    secret = _secret(password_file)
     if not values and secret is None:
         raise click.UsageError("nothing to change: give at least one option")
-
-    def change(current: SendConnector) -> SendConnector:
-        updated = update_connector(current, values)
-        _check_local(ctx, updated, secret, creating=False)
-        return updated
-
-    async def run(store: Store) -> SendConnector:
-        return await store.connectors.update(name, change, secret)
-
-    updated = ctx.with_store(run)
-    click.echo(table([_ps_row(updated)], LIST_COLUMNS))
+    updated = ctx.change("connector.update", lambda s: s.connectors.update(name, values, secret),
+                         name=name, values=values, secret=secret)
+    click.echo(table([_ps_row(from_exchange(updated))], LIST_COLUMNS))
 
 
 @connector.command("remove")
@@ -152,6 +131,5 @@ def set_(ctx: Context, /, name: str, password_file: Path | None, **kwargs: Any) 
 @pass_ctx
 def remove(ctx: Context, name: str) -> None:
     """Delete a send connector (Remove-SendConnector); its queued mail is routed again."""
-    removed = ctx.with_store(lambda store: store.connectors.delete(name))
+    removed = ctx.change("connector.remove", lambda s: s.connectors.remove(name), name=name)
     click.echo(f"Removed send connector '{removed}'.")
-

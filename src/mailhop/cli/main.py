@@ -17,15 +17,12 @@ from typing import Any, TypeVar
 import click
 
 from mailhop import __version__
-from mailhop.clock import SYSTEM_CLOCK
+from mailhop.clock import SYSTEM_CLOCK, Clock
 from mailhop.config import Settings, load
 from mailhop.errors import MailhopError
-from mailhop.model.ids import IdGenerator
-from mailhop.queue.retry import RetryPolicy
-from mailhop.queue.runtime import Runtime
-from mailhop.routing.router import Router
+from mailhop.services import Services, control
+from mailhop.services.local import local_services
 from mailhop.store import Store, open_store
-from mailhop.tracking.log import TrackingLog, tracking_dir
 
 T = TypeVar("T")
 
@@ -35,6 +32,7 @@ class Context:
         self.config_path = config_path
         self._settings: Settings | None = None
         self.overrides: dict[str, Any] = {}
+        self.clock: Clock = SYSTEM_CLOCK
 
     @property
     def settings(self) -> Settings:
@@ -44,7 +42,7 @@ class Context:
 
     def with_store(self, fn: Callable[[Store], Awaitable[T]]) -> T:
         async def run() -> T:
-            store = await open_store(self.settings)
+            store = await open_store(self.settings, self.clock)
             try:
                 return await fn(store)
             finally:
@@ -52,20 +50,25 @@ class Context:
 
         return asyncio.run(run())
 
-    def with_runtime(self, fn: Callable[[Runtime], Awaitable[T]]) -> T:
-        """The queue's runtime as the server builds it, for commands that route or write DSNs."""
-        async def run(store: Store) -> T:
-            s = self.settings
-            tracking = TrackingLog(tracking_dir(s.data_dir), s.tracking, s.server.fqdn, s.server.name)
-            router = Router(await store.connectors.list(), s.server.name)
-            rt = Runtime(s, store, tracking, f"{s.server.name}/cli", router, RetryPolicy(s.queue),
-                         IdGenerator(SYSTEM_CLOCK))
-            try:
-                return await fn(rt)
-            finally:
-                tracking.flush()
+    def read(self, fn: Callable[[Services], Awaitable[T]]) -> T:
+        """A query, answered from the store by the same services the server runs."""
+        async def run() -> T:
+            async with local_services(self.settings, self.clock) as services:
+                return await fn(services)
 
-        return self.with_store(run)
+        return asyncio.run(run())
+
+    def change(self, op: str, fn: Callable[[Services], Awaitable[T]], **args: Any) -> T:
+        """A change: done by the server running on this data directory (the control socket,
+        operation ``op`` with ``args``), or by ``fn`` on the store when none runs."""
+        async def run() -> T:
+            done, result = await control.call(self.settings.data_dir, op, **args)
+            if done:
+                return result  # type: ignore[no-any-return]
+            async with local_services(self.settings, self.clock) as services:
+                return await fn(services)
+
+        return asyncio.run(run())
 
 
 pass_ctx = click.make_pass_decorator(Context)

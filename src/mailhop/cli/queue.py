@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import time
-from typing import Any
-
 import click
 
 from mailhop.cli.main import Context, pass_ctx
 from mailhop.cli.output import emit, table
 from mailhop.errors import ValidationError
-from mailhop.queue import admin
-from mailhop.queue.runtime import Runtime
-from mailhop.store import Store
 
 QUEUE_COLUMNS = ("Identity", "DeliveryType", "Status", "MessageCount", "NextHopDomain", "NextRetryTime", "LastError")
 MESSAGE_COLUMNS = ("Identity", "FromAddress", "Status", "Size", "Queue", "Subject", "LastError")
@@ -30,7 +24,7 @@ def queue() -> None:
 @pass_ctx
 def list_(ctx: Context, as_json: bool) -> None:
     """List queues with their status, size and last error (Get-Queue)."""
-    queues = ctx.with_store(lambda store: admin.list_queues(store))
+    queues = ctx.read(lambda s: s.queues.list_queues())
     emit(queues, as_json, table(queues, QUEUE_COLUMNS))
 
 
@@ -41,7 +35,7 @@ def list_(ctx: Context, as_json: bool) -> None:
 @pass_ctx
 def messages(ctx: Context, queue_id: str | None, result_size: int, as_json: bool) -> None:
     """List queued messages (Get-Message)."""
-    found = ctx.with_store(lambda store: admin.list_messages(store, queue_id, result_size))
+    found = ctx.read(lambda s: s.queues.list_messages(queue_id, result_size))
     rows = [{**m, "Size": f"{m['Size'] / 1024:.1f} KB"} for m in found]
     emit(found, as_json, table(rows, MESSAGE_COLUMNS))
 
@@ -59,9 +53,8 @@ def _message_id(value: str) -> int:
 @pass_ctx
 def retry(ctx: Context, queue_id: str, as_json: bool) -> None:
     """Try a queue now, resetting its retry timer (Retry-Queue)."""
-    count = ctx.with_store(lambda store: admin.retry_queue(store, queue_id, time.time()))
-    emit({"Identity": admin.queue_name(queue_id), "RecipientsRetried": count}, as_json,
-         f"Queue '{admin.queue_name(queue_id)}': {count} recipient(s) will be tried now.")
+    result = ctx.change("queue.retry", lambda s: s.queues.retry(queue_id), identity=queue_id)
+    emit(result, as_json, f"Queue '{result['Identity']}': {result['RecipientsRetried']} recipient(s) will be tried now.")
 
 
 def _suspend_or_resume(ctx: Context, queue_id: str | None, message: str | None, suspend: bool, as_json: bool) -> None:
@@ -70,16 +63,14 @@ def _suspend_or_resume(ctx: Context, queue_id: str | None, message: str | None, 
         raise click.UsageError("give either a QUEUE or --message ID")
     if message is not None:
         mid = _message_id(message)
-
-        async def run(store: Store) -> int:
-            return await admin.set_message_suspended(store, mid, suspend, time.time())
-
-        count = ctx.with_store(run)
+        count = ctx.change("message.suspend", lambda s: s.queues.set_message_suspended(mid, suspend),
+                           message_id=mid, suspended=suspend)
         emit({"Identity": mid, "Status": verb.capitalize(), "Recipients": count}, as_json,
              f"Message {mid}: {count} recipient(s) {verb}.")
         return
     assert queue_id is not None
-    name = ctx.with_store(lambda store: admin.set_queue_suspended(store, queue_id, suspend))
+    name = ctx.change("queue.suspend", lambda s: s.queues.set_queue_suspended(queue_id, suspend),
+                      identity=queue_id, suspended=suspend)
     emit({"Identity": name, "Status": "Suspended" if suspend else "Ready"}, as_json, f"Queue '{name}' {verb}.")
 
 
@@ -111,10 +102,6 @@ def resume(ctx: Context, queue_id: str | None, message: str | None, as_json: boo
 def remove(ctx: Context, message: str, ndr: bool, as_json: bool) -> None:
     """Delete a message from every queue (Remove-Message)."""
     mid = _message_id(message)
-
-    async def run(rt: Runtime) -> dict[str, Any]:
-        return await admin.remove_message(rt, mid, ndr)
-
-    result = ctx.with_runtime(run)
+    result = ctx.change("message.remove", lambda s: s.queues.remove_message(mid, ndr), message_id=mid, ndr=ndr)
     human = f"Message {mid} removed ({len(result['Removed'])} recipient(s))" + (", NDR sent." if result["NdrSent"] else ".")
     emit(result, as_json, human)

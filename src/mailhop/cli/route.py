@@ -6,8 +6,6 @@ import click
 
 from mailhop.cli.main import Context, pass_ctx
 from mailhop.cli.output import emit, format_list
-from mailhop.routing.router import Router
-from mailhop.store import Store
 
 
 @click.group()
@@ -25,12 +23,5 @@ def explain(ctx: Context, recipient: str, sender: str, size: int, as_json: bool)
     """Show which send connector RECIPIENT's mail would take, and why."""
     if "@" not in recipient:
         raise click.BadParameter(f"'{recipient}' is not an email address", param_hint="RECIPIENT")
-
-    async def run(store: Store) -> Router:
-        return Router(await store.connectors.list(), ctx.settings.server.name)
-
-    router = ctx.with_store(run)
-    decision = router.route(recipient, sender, size)
-    data = {"Recipient": recipient, "Sender": sender or None, "Size": size,
-            "Server": ctx.settings.server.name, **decision.to_json()}
+    data = ctx.read(lambda s: s.routing.explain(recipient, sender, size))
     emit(data, as_json, format_list(data))

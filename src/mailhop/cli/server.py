@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import click
 
 from mailhop.cli.main import Context, pass_ctx
 from mailhop.cli.output import emit, table
-from mailhop.queue import servers
 from mailhop.store import Store, open_url
 from mailhop.store.copy import copy_store
 
@@ -26,8 +24,7 @@ def server() -> None:
 @pass_ctx
 def list_(ctx: Context, as_json: bool) -> None:
     """Each server, its last heartbeat, state and how much mail it holds."""
-    timeout = ctx.settings.cluster.lease_timeout
-    found = ctx.with_store(lambda store: servers.list_servers(store, timeout, time.time()))
+    found = ctx.read(lambda s: s.servers.list())
     emit(found, as_json, table(found, COLUMNS))
 
 
@@ -37,7 +34,8 @@ def list_(ctx: Context, as_json: bool) -> None:
 @pass_ctx
 def drain(ctx: Context, name: str, as_json: bool) -> None:
     """Move NAME's work to the other servers before maintenance (HubTransport Draining)."""
-    result = ctx.with_store(lambda store: servers.request_state(store, name, True))
+    result = ctx.change("server.request_state", lambda s: s.servers.request_state(name, True), name=name,
+                        draining=True)
     emit(result, as_json, f"{result['Name']} will stop accepting and claiming mail within a few seconds.")
 
 
@@ -47,7 +45,8 @@ def drain(ctx: Context, name: str, as_json: bool) -> None:
 @pass_ctx
 def resume(ctx: Context, name: str, as_json: bool) -> None:
     """Let a drained server accept and deliver mail again."""
-    result = ctx.with_store(lambda store: servers.request_state(store, name, False))
+    result = ctx.change("server.request_state", lambda s: s.servers.request_state(name, False), name=name,
+                        draining=False)
     emit(result, as_json, f"{result['Name']} will accept and deliver mail again within a few seconds.")
 
 

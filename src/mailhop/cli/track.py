@@ -30,7 +30,8 @@ def track(ctx: Context, sender: str | None, recipient: str | None, message_id: s
     """Search the message tracking log, oldest first (Get-MessageTrackingLog)."""
     query = Query(sender=sender, recipient=recipient, message_id=message_id,
                   internal_message_id=internal_message_id, event=event, subject=subject,
-                  start=parse_time(start) if start else None, end=parse_time(end) if end else None,
+                  start=parse_time(start, ctx.clock.now()) if start else None,
+                  end=parse_time(end, ctx.clock.now()) if end else None,
                   limit=result_size)
     found = search(tracking_dir(ctx.settings.data_dir), query)
     emit(found, as_json, table(found, COLUMNS))

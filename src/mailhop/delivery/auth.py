@@ -16,12 +16,12 @@ from pathlib import Path
 from mailhop.errors import ConfigError
 from mailhop.model.connector import SendConnector
 from mailhop.smtp.client import AuthPlan
-from mailhop.store.base import Store
+from mailhop.store.base import Connectors
 
 
 class Credentials:
-    def __init__(self, store: Store) -> None:
-        self.store = store
+    def __init__(self, connectors: Connectors) -> None:
+        self.connectors = connectors
         self._secrets: dict[str, str | None] = {}
 
     def invalidate(self) -> None:
@@ -43,7 +43,7 @@ class Credentials:
                 raise ConfigError(f"the XOAUTH2 token file {path} is empty")
             return AuthPlan(user, token, xoauth2=True, require_tls=True)
         if connector.guid not in self._secrets:
-            self._secrets[connector.guid] = await self.store.connectors.secret(connector.guid)
+            self._secrets[connector.guid] = await self.connectors.secret(connector.guid)
         secret = self._secrets[connector.guid]
         if not secret:
             raise ConfigError(f"no password is stored for connector '{connector.name}' (use --password-file)")

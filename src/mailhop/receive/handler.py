@@ -16,6 +16,7 @@ import functools
 import ipaddress
 import logging
 
+from mailhop.clock import SYSTEM_CLOCK, Clock
 from mailhop.config import ReceiveConnectorSettings
 from mailhop.errors import StoreError
 from mailhop.headers import block
@@ -36,12 +37,13 @@ AUTH_FAILED = Reply(535, "5.7.8", "Authentication credentials invalid")
 
 class ReceiveHandler:
     def __init__(self, connector: ReceiveConnectorSettings, submission: Submission,
-                 users: UserStore | None = None) -> None:
+                 users: UserStore | None = None, clock: Clock = SYSTEM_CLOCK) -> None:
         self.connector = connector
         self.users = users
         self.submission = submission
-        self.rt = submission.rt
-        self.fqdn = connector.fqdn or self.rt.settings.server.fqdn
+        self.settings = submission.ctx.settings
+        self.clock = clock
+        self.fqdn = connector.fqdn or self.settings.server.fqdn
         self._ranges = [(int(lo), int(hi), lo.version) for lo, hi in connector.ranges()]
 
     def may_relay(self, session: Session) -> bool:
@@ -79,12 +81,11 @@ class ReceiveHandler:
         # Slow down guessing: each failure of the session waits longer.
         delay = min(self.connector.failed_login_delay * (session.auth_failures + 1), 10.0)
         log.warning("failed AUTH as %s from %s", user, session.peer_ip)
-        await asyncio.sleep(delay)
+        await self.clock.sleep(delay)
         return AUTH_FAILED
 
     async def on_data(self, session: Session, data: bytes) -> Reply:
-        rt = self.rt
-        now = rt.clock()
+        now = self.clock.now()
         headers, _ = block.split(data)
         pairs = block.fields(headers)
         hops = block.count(pairs, "Received")
@@ -104,7 +105,7 @@ class ReceiveHandler:
         received = stamp.received(session, self.fqdn, info.id, session.rcpt_to, now)
         body = stamp.stamp(data, received, additions)
         info.size = len(body)
-        loop = HOP_COUNT_EXCEEDED if hops + 1 > rt.settings.server.max_hop_count else None
+        loop = HOP_COUNT_EXCEEDED if hops + 1 > self.settings.server.max_hop_count else None
         try:
             await self.submission.submit(info, body, list(session.rcpt_to), fail_all=loop)
         except StoreError as exc:

@@ -12,17 +12,19 @@ import datetime as dt
 import logging
 import os
 import re
-import time
 from collections.abc import Callable
 from pathlib import Path
+
+from mailhop.clock import Clock
 
 log = logging.getLogger(__name__)
 
 
 class RotatingLog:
     def __init__(self, directory: Path, prefix: str, max_file_size: int | None, max_age: float,
-                 max_directory_size: int | None, header: Callable[[], str] | None = None) -> None:
+                 max_directory_size: int | None, clock: Clock, header: Callable[[], str] | None = None) -> None:
         self.directory = directory
+        self.clock = clock
         self.prefix = prefix
         self.max_file_size = max_file_size
         self.max_age = max_age
@@ -72,7 +74,7 @@ class RotatingLog:
             self._fd_path = None
 
     def _current(self, incoming: int) -> tuple[Path, bool]:
-        day = dt.datetime.now(dt.UTC).strftime("%Y%m%d")
+        day = dt.datetime.fromtimestamp(self.clock.now(), dt.UTC).strftime("%Y%m%d")
         limit = self.max_file_size
         if self._path is not None and day == self._day and (limit is None or self._size + incoming <= limit):
             return self._path, False
@@ -100,15 +102,23 @@ class RotatingLog:
         return sorted((p for p in self.directory.iterdir() if self.pattern.match(p.name)), key=key)
 
     def _prune(self) -> None:
-        files = sorted(self.files(), key=lambda p: p.stat().st_mtime)
-        cutoff = time.time() - self.max_age
+        """Oldest first: files whose day ended more than ``max_age`` ago, then beyond the size limit.
+
+        Ages come from the day in the file's name (the clock's day when it was written),
+        not from the file system's times, so the injected clock decides alone.
+        """
+        files = self.files()
+        cutoff = self.clock.now() - self.max_age
         total = sum(p.stat().st_size for p in files)
         for p in files:
             if p == self._path:
                 continue
             size = p.stat().st_size
             too_big = self.max_directory_size is not None and total > self.max_directory_size
-            if p.stat().st_mtime < cutoff or too_big:
+            m = self.pattern.match(p.name)
+            assert m
+            day_end = dt.datetime.strptime(m.group(1), "%Y%m%d").replace(tzinfo=dt.UTC).timestamp() + 86400
+            if day_end < cutoff or too_big:
                 total -= size
                 try:
                     p.unlink()

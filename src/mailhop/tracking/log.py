@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import time
 from pathlib import Path
 from typing import Any
 
+from mailhop.clock import SYSTEM_CLOCK, Clock
 from mailhop.config import TrackingSettings
-from mailhop.model.message import MessageInfo
+from mailhop.tracking.events import TrackingEvent
 from mailhop.tracking.files import RotatingLog
 
 PREFIX = "MSGTRK"
@@ -32,38 +32,28 @@ def iso(ts: float) -> str:
 
 
 class TrackingLog:
-    def __init__(self, directory: Path, settings: TrackingSettings, server_hostname: str, server_name: str) -> None:
+    def __init__(self, directory: Path, settings: TrackingSettings, server_hostname: str, server_name: str,
+                 clock: Clock) -> None:
         self.directory = directory
         self.settings = settings
         self.server_hostname = server_hostname
         self.server_name = server_name
         self._file = RotatingLog(directory, PREFIX, settings.max_file_size, settings.max_age,
-                                 settings.max_directory_size)
+                                 settings.max_directory_size, clock)
 
-    def event(
-        self,
-        event_id: str,
-        info: MessageInfo | None = None,
-        *,
-        source: str = "SMTP",
-        recipients: list[str] | None = None,
-        recipient_status: list[str] | None = None,
-        connector_id: str | None = None,
-        server_ip: str | None = None,
-        reference: str | None = None,
-        related_recipients: list[str] | None = None,
-        extra: dict[str, Any] | None = None,
-        timestamp: float | None = None,
-    ) -> None:
+    def __call__(self, event: TrackingEvent) -> None:
+        """Write one event (a ``Tracker`` sink): one JSON line, Exchange's field names."""
         if not self.settings.enabled:
             return
         record: dict[str, Any] = {
-            "Timestamp": iso(timestamp or time.time()),
-            "EventId": event_id,
-            "Source": source,
+            "Timestamp": iso(event.timestamp),
+            "EventId": event.event_id,
+            "Source": event.source,
+            "SourceContext": event.source_context,
             "ServerHostname": self.server_hostname,
             "ServerName": self.server_name,
         }
+        info = event.info
         if info is not None:
             record.update({
                 "ClientIp": info.client_ip,
@@ -77,21 +67,13 @@ class TrackingLog:
             })
             if self.settings.subject_logging and info.subject is not None:
                 record["MessageSubject"] = info.subject
-        if connector_id is not None:
-            record["ConnectorId"] = connector_id
-        if server_ip is not None:
-            record["ServerIp"] = server_ip
-        if recipients is not None:
-            record["Recipients"] = recipients
-            record["RecipientCount"] = len(recipients)
-        if recipient_status is not None:
-            record["RecipientStatus"] = recipient_status
-        if related_recipients:
-            record["RelatedRecipientAddress"] = related_recipients
-        if reference is not None:
-            record["Reference"] = reference
-        if extra:
-            record.update(extra)
+        record["ConnectorId"] = event.connector_id
+        record["ServerIp"] = event.server_ip
+        record["Recipients"] = list(event.recipients)
+        record["RecipientCount"] = len(event.recipients)
+        if event.recipient_status is not None:
+            record["RecipientStatus"] = list(event.recipient_status)
+        record.update(event.extra)
         self._file.write(json.dumps({k: v for k, v in record.items() if v is not None}, ensure_ascii=False))
 
     def flush(self) -> None:
@@ -99,4 +81,4 @@ class TrackingLog:
 
 
 def log_files(directory: Path) -> list[Path]:
-    return RotatingLog(directory, PREFIX, None, 0, None).files()
+    return RotatingLog(directory, PREFIX, None, 0, None, SYSTEM_CLOCK).files()

@@ -11,14 +11,13 @@ over ``****`` in their place.
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import io
 import itertools
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mailhop import __version__
+from mailhop.clock import Clock
 from mailhop.config import ProtocolLogSettings
 from mailhop.tracking.files import RotatingLog
 from mailhop.tracking.log import iso
@@ -27,22 +26,23 @@ FIELDS = "date-time,connector-id,session-id,sequence-number,local-endpoint,remot
 
 
 class ProtocolLog:
-    def __init__(self, data_dir: Path, send: bool, settings: ProtocolLogSettings) -> None:
+    def __init__(self, data_dir: Path, send: bool, settings: ProtocolLogSettings, clock: Clock) -> None:
         kind = "Send" if send else "Receive"
+        self.clock = clock
         self.log_type = f"SMTP {kind} Protocol Log"
         self._file = RotatingLog(data_dir / "logs" / "ProtocolLog" / f"Smtp{kind}", "SEND" if send else "RECV",
                                  settings.max_file_size, settings.max_age, settings.max_directory_size,
-                                 header=self._header)
+                                 clock, header=self._header)
 
     def _header(self) -> str:
         return (f"#Software: mailhop\n#Version: {__version__}\n#Log-Type: {self.log_type}\n"
-                f"#Date: {iso(time.time())}\n#Fields: {FIELDS}\n")
+                f"#Date: {iso(self.clock.now())}\n#Fields: {FIELDS}\n")
 
     def write(self, connector: str, session: str, seq: int, local: str, remote: str, event: str,
               data: str, context: str = "") -> None:
         buf = io.StringIO()
         csv.writer(buf, lineterminator="").writerow(
-            [dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            [iso(self.clock.now()),
              connector, session, seq, local, remote, event, data, context])
         self._file.write(buf.getvalue())
 

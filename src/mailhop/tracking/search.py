@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,13 +21,14 @@ from mailhop.tracking.log import log_files
 from mailhop.units import parse_duration
 
 
-def parse_time(text: str) -> float:
+def parse_time(text: str, now: float) -> float:
+    """An instant: ISO 8601, or a duration before ``now``."""
     value = text.strip()
     try:
         when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         try:
-            return time.time() - parse_duration(value)
+            return now - parse_duration(value)
         except ValueError:
             raise ValidationError(
                 f"'{text}' is not a time: use ISO 8601 (2026-11-28T09:30) or a duration ago (2h)"

@@ -1,0 +1,55 @@
+"""Composing NDRs and delay DSNs as queued messages, routed back to the sender.
+
+One ``NdrComposer`` serves submission (recipients failed at once), the outcome path
+(5xx, expiry, delay), and Remove-Message with an NDR.  The original is attached
+whole up to ``[queue] ndr_max_attach_size``, headers only above it; when the caller
+does not have it at hand, it is read from the store (only the first part for
+headers).  Never a DSN to the null sender (``dsn.should_notify``).
+"""
+
+from __future__ import annotations
+
+from mailhop.headers import block
+from mailhop.model.message import DELAY_DSN, NDR, MessageInfo, NewMessage, NewRecipient
+from mailhop.queue import dsn
+from mailhop.queue.context import Live, QueueContext
+from mailhop.queue.placement import place
+
+
+class NdrComposer:
+    def __init__(self, ctx: QueueContext, live: Live) -> None:
+        self.ctx = ctx
+        self.live = live
+
+    async def compose(self, info: MessageInfo, reports: list[dsn.RecipientReport], *, delayed: bool = False,
+                      original: bytes | None = None, headers: bytes | None = None) -> NewMessage | None:
+        """The NDR (or delay DSN) for ``reports`` of ``info``; ``original`` is the whole message
+        when at hand, ``headers`` its header block when only that is; otherwise the store's copy."""
+        if not dsn.should_notify(info):
+            return None
+        s = self.ctx.settings
+        limit = s.queue.ndr_max_attach_size
+        if original is None:
+            if headers is None and (limit is None or info.size <= limit):
+                original = await self.ctx.store.messages.body(info.id)
+            else:
+                if headers is None:
+                    first = await anext(aiter(self.ctx.store.messages.body_parts(info.id)))
+                    headers = block.split(first)[0] or first
+                original, limit = headers, 0
+        now = self.ctx.clock.now()
+        data, message_id = dsn.build(
+            info, original, reports, reporting_mta=s.server.fqdn, postmaster=s.server.postmaster_address,
+            now=now, attach_limit=limit, delayed=delayed, retry_until=info.expires_at,
+        )
+        ndr = MessageInfo(
+            id=self.ctx.ids(), sender="", received_at=now, size=len(data), origin_server=self.ctx.server_name,
+            expires_at=now + s.queue.message_expiration_timeout, delay_at=None, message_id=message_id,
+            subject="Delivery delayed" if delayed else "Undeliverable", kind=DELAY_DSN if delayed else NDR,
+        )
+        snapshot = self.live.snapshot
+        route = snapshot.router.route(info.sender, "", len(data))
+        p = place(snapshot, route, ndr, now)
+        row = NewRecipient(info.sender, p.status, p.queue, p.delivery_type, p.next_hop, p.next_attempt_at,
+                           connector=p.connector, last_error=p.last_error, id=self.ctx.ids())
+        return NewMessage(ndr, data, [row])

@@ -1,0 +1,41 @@
+"""The rules behind every surface: the CLI, the REST API, the console and the control socket only translate.
+
+``Services`` bundles one service per resource (connectors, queues, servers, tokens,
+routing) over one store.  The server builds it once; the CLI builds its own only when
+no server runs on its data directory (otherwise it calls the server's through the
+control socket, so only the server composes NDRs and writes the tracking log).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mailhop.clock import Clock
+from mailhop.config import Settings
+from mailhop.queue.ndr import NdrComposer
+from mailhop.services.connectors import ConnectorService
+from mailhop.services.queues import QueueService
+from mailhop.services.routing import RoutingService
+from mailhop.services.servers import ServerService
+from mailhop.services.tokens import TokenService
+from mailhop.store.base import Store
+from mailhop.tracking.events import Tracker
+
+
+@dataclass(frozen=True)
+class Services:
+    connectors: ConnectorService
+    queues: QueueService
+    servers: ServerService
+    tokens: TokenService
+    routing: RoutingService
+
+    @classmethod
+    def build(cls, settings: Settings, store: Store, clock: Clock, tracker: Tracker, ndr: NdrComposer) -> Services:
+        return cls(
+            connectors=ConnectorService(store.connectors, settings),
+            queues=QueueService(store, clock, tracker, ndr),
+            servers=ServerService(store, settings.cluster.lease_timeout, clock),
+            tokens=TokenService(store.tokens),
+            routing=RoutingService(store.connectors, settings.server.name),
+        )
