@@ -1,7 +1,8 @@
 # mailhop: everything a fresh Debian machine needs, from two targets.
 #   make serve   create .venv, install mailhop, run it on its embedded defaults
 #   make test    install what the tests need (Debian packages included), run lint, types, tests
-#   make bench   the benchmarks: throughput against Postfix, routing, a deep queue (docs/performance.md)
+#   make bench   the benchmarks: throughput against Postfix, memory under big messages, routing, a deep
+#                queue (docs/performance.md)
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -17,6 +18,7 @@ PYTEST_ARGS ?=
 # make bench QUEUE_ARGS="--messages 100000"
 BENCH_ARGS ?=
 ROUTING_ARGS ?=
+MEMORY_ARGS ?=
 QUEUE_ARGS ?=
 
 .PHONY: serve test lint typecheck unit deps debian-deps bench clean
@@ -61,6 +63,7 @@ unit: $(STAMP)
 # directory and is stopped at the end. The full run takes a while: see docs/performance.md.
 bench: $(STAMP) debian-deps
 	$(SUDO) $(BIN)/python bench/run.py $(BENCH_ARGS)
+	$(BIN)/python bench/memory.py $(MEMORY_ARGS)
 	$(BIN)/python bench/routing.py $(ROUTING_ARGS)
 	$(BIN)/python bench/queue_scale.py $(QUEUE_ARGS)
 

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from mailhop.outcome import Reply
-from mailhop.smtp.server import ServerOptions, Session, SMTPServer
+from mailhop.smtp.server import DataSink, Envelope, ServerOptions, Session, SMTPServer
 from tests.unit.smtp_helpers import (
     ENHANCED_LINE,
     IO_TIMEOUT,
@@ -34,6 +34,22 @@ AUTH_OK = Reply(235, "2.7.0", "Authentication successful")
 
 class HandlerBoom(RuntimeError):
     pass
+
+
+class BytesSink:
+    """The body as the server hands it over, in pieces, kept whole for the test."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.writes = 0
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.data += data
+        self.writes += 1
+
+    def close(self) -> None:
+        self.closed = True
 
 
 @dataclass
@@ -61,20 +77,24 @@ class FakeHandler:
         self.sessions.append(session)
         return None
 
-    async def on_mail(self, session: Session, address: str) -> Reply:
-        self.mails.append(address)
+    async def on_mail(self, session: Session, envelope: Envelope) -> Reply:
+        self.mails.append(envelope.mail_from)
         self._maybe_explode("mail")
         return self.mail_reply
 
-    async def on_rcpt(self, session: Session, address: str) -> Reply:
+    async def on_rcpt(self, session: Session, envelope: Envelope, address: str) -> Reply:
         self.rcpts.append(address)
         self._maybe_explode("rcpt")
         return self.rcpt_replies.get(address, Reply(250, "2.1.5", "Recipient OK"))
 
-    async def on_data(self, session: Session, data: bytes) -> Reply:
+    def data_sink(self, session: Session, envelope: Envelope) -> BytesSink:
+        return BytesSink()
+
+    async def on_data(self, session: Session, envelope: Envelope, sink: DataSink) -> Reply:
+        assert isinstance(sink, BytesSink)
         self._maybe_explode("data")
-        self.data.append(data)
-        self.data_envelopes.append((session.mail_from, list(session.rcpt_to)))
+        self.data.append(bytes(sink.data))
+        self.data_envelopes.append((envelope.mail_from, list(envelope.rcpt_to)))
         return self.data_reply
 
     async def on_auth(self, session: Session, user: str, password: str) -> Reply:
@@ -386,8 +406,7 @@ async def test_rset_clears_the_transaction(smtp: Harness) -> None:
     await transaction(client, "a@example.com", ["b@example.com"])
     reply = await client.cmd("RSET")
     assert (reply.code, reply.enhanced) == (250, "2.0.0")
-    assert running.session.mail_from is None
-    assert running.session.rcpt_to == []
+    assert running.session.envelope is None
     assert (await client.cmd("RCPT TO:<c@example.com>")).code == 503
     assert (await client.cmd("DATA")).code == 503
     # A new MAIL is not "nested"; its transaction only has its own recipients.
@@ -557,7 +576,7 @@ async def test_handler_exception_is_451_and_session_continues(smtp: Harness) -> 
     client = await smtp.session(running)
     reply = await client.cmd("MAIL FROM:<a@example.com>")
     assert (reply.code, reply.enhanced) == (451, "4.3.0")
-    assert running.session.mail_from is None
+    assert running.session.envelope is None
     await transaction(client, "a@example.com", ["b@example.com"])
     reply_data = await send_data(client, b"first\r\n.\r\n")
     assert (reply_data.code, reply_data.enhanced) == (451, "4.3.0")
@@ -665,7 +684,7 @@ async def test_data_pipelined_after_starttls_is_discarded(smtp: Harness, tls: Tl
     assert running.handler.mails == []
     assert running.handler.rcpts == []
     assert running.session.helo == "client.example"
-    assert running.session.mail_from is None
+    assert running.session.envelope is None
     # The exchange is in step: our own transaction gets our own replies.
     await transaction(client, "a@example.com", ["b@example.com"])
     assert running.handler.mails == ["a@example.com"]

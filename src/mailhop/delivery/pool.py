@@ -24,16 +24,16 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from mailhop.config import DeliverySettings
+from mailhop.delivery.body import without_internal_headers
 from mailhop.delivery.dns import DnsError, Resolver
 from mailhop.delivery.endpoints import Endpoint, smart_host_endpoints
 from mailhop.delivery.mx import DeliveryDnsError, dns_failed_reply, mx_endpoints, nxdomain_reply
 from mailhop.errors import ConnectionFailure, MailhopError
-from mailhop.headers import block
 from mailhop.model.connector import SendConnector
 from mailhop.model.message import Claim
 from mailhop.model.route import DNS
 from mailhop.outcome import Reply
-from mailhop.smtp.client import AuthPlan, ClientConnection, TlsPlan
+from mailhop.smtp.client import AuthPlan, Body, ClientConnection, TlsPlan
 from mailhop.tracking.protocol import ProtocolLog, SessionTrace
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ class JobResult:
     attempted: bool = True
 
 
-BodyLoader = Callable[[Claim], Awaitable[bytes]]
+BodyLoader = Callable[[Claim], Awaitable[Body]]
 ResultSink = Callable[[JobResult], None]
 TlsPlanner = Callable[[SendConnector, Endpoint, str], TlsPlan]
 AuthPlanner = Callable[[SendConnector], Awaitable[AuthPlan | None]]
@@ -176,7 +176,7 @@ class NextHop:
         claim = job.claim
         body = await self.pool.load_body(claim)
         if not job.connector.cloud_services_mail_enabled:
-            body = block.strip_internal(body)
+            body = without_internal_headers(body)
         rcpts = claim.recipients
         errors: list[tuple[Endpoint, Reply]] = []
         tried: set[Endpoint] = set()

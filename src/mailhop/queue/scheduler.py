@@ -22,6 +22,7 @@ import logging
 from collections.abc import Iterable
 
 from mailhop.delivery.auth import Credentials
+from mailhop.delivery.body import Body, StoredBody
 from mailhop.delivery.dns import Resolver
 from mailhop.delivery.pool import DeliveryPool, Job, JobResult, TlsPlanner, default_tls_plan
 from mailhop.errors import MailhopError
@@ -36,6 +37,7 @@ from mailhop.queue.membership import Membership
 from mailhop.queue.ndr import NdrComposer
 from mailhop.queue.poison import PoisonGuard
 from mailhop.queue.writer import OutcomeWriter
+from mailhop.store.base import PART_SIZE
 from mailhop.tracking import events
 from mailhop.tracking.protocol import ProtocolLog
 
@@ -182,9 +184,13 @@ class Scheduler:
             job = Job(Claim(claim.message, rows, claim.body), connector, rows[0].next_hop)
             self.poison.start(claim.message.id, claim.message.crash_count, functools.partial(self.pool.push, job))
 
-    async def _load_body(self, claim: Claim) -> bytes:
+    async def _load_body(self, claim: Claim) -> Body:
+        """At hand, or loaded whole when it is one part; a larger body is read while it is sent."""
         if claim.body is None:
-            claim.body = await self.ctx.store.messages.body(claim.message.id)
+            messages = self.ctx.store.messages
+            if claim.message.size > PART_SIZE:
+                return StoredBody(messages, claim.message.id, claim.message.size)
+            claim.body = await messages.body(claim.message.id)
         return claim.body
 
     # --- results ----------------------------------------------------------------------------------

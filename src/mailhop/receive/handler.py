@@ -6,7 +6,9 @@ authenticated, may send to any recipient; anyone else gets Exchange's
 stamped (Received:, Message-ID:/Date: if missing), checked for a mail loop
 (more Received: headers than ``max_hop_count`` fails every recipient with a
 ``5.4.6`` NDR), and committed; ``250`` is said only after that commit.  A store
-failure answers ``451 4.3.0`` and the client keeps the message.
+failure answers ``451 4.3.0`` and the client keeps the message.  The body arrives
+in a ``Spool`` (memory while small, an unnamed file when not) and is stamped
+without being copied: a session's memory does not grow with its message.
 """
 
 from __future__ import annotations
@@ -20,12 +22,14 @@ from mailhop.clock import SYSTEM_CLOCK, Clock
 from mailhop.config import ReceiveConnectorSettings
 from mailhop.errors import StoreError
 from mailhop.headers import block
+from mailhop.model.message import Body, body_size
 from mailhop.outcome import HOP_COUNT_EXCEEDED, Reply
 from mailhop.queue.submission import Submission
 from mailhop.receive import stamp
+from mailhop.receive.spool import Spool, StampedBody
 from mailhop.receive.users import UserStore
-from mailhop.smtp.replies import QUEUE_WRITE_FAILED, RELAY_DENIED
-from mailhop.smtp.server import Session
+from mailhop.smtp.replies import HEADER_TOO_BIG, QUEUE_WRITE_FAILED, RELAY_DENIED
+from mailhop.smtp.server import DataSink, Envelope, Session
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +48,7 @@ class ReceiveHandler:
         self.settings = submission.ctx.settings
         self.clock = clock
         self.fqdn = connector.fqdn or self.settings.server.fqdn
+        self.spool_dir = self.settings.data_dir / "spool"
         self._ranges = [(int(lo), int(hi), lo.version) for lo, hi in connector.ranges()]
 
     def may_relay(self, session: Session) -> bool:
@@ -65,10 +70,10 @@ class ReceiveHandler:
     async def on_connect(self, session: Session) -> Reply | None:
         return None
 
-    async def on_mail(self, session: Session, address: str) -> Reply:
+    async def on_mail(self, session: Session, envelope: Envelope) -> Reply:
         return SENDER_OK
 
-    async def on_rcpt(self, session: Session, address: str) -> Reply:
+    async def on_rcpt(self, session: Session, envelope: Envelope, address: str) -> Reply:
         if not self.may_relay(session):
             log.info("relay denied: %s from %s", address, session.peer_ip)
             return RELAY_DENIED
@@ -84,30 +89,47 @@ class ReceiveHandler:
         await self.clock.sleep(delay)
         return AUTH_FAILED
 
-    async def on_data(self, session: Session, data: bytes) -> Reply:
+    def data_sink(self, session: Session, envelope: Envelope) -> Spool:
+        return Spool(self.spool_dir)
+
+    async def on_data(self, session: Session, envelope: Envelope, sink: DataSink) -> Reply:
+        assert isinstance(sink, Spool)
+        try:
+            sink.check()
+        except StoreError as exc:
+            log.error("message from %s not queued: %s", session.peer_ip, exc)
+            return QUEUE_WRITE_FAILED
         now = self.clock.now()
-        headers, _ = block.split(data)
+        head = sink.head
+        if not sink.in_memory and b"\r\n\r\n" not in head and not head.startswith(b"\r\n"):
+            return HEADER_TOO_BIG  # the header block does not end within the first HEAD_LIMIT bytes
+        headers, _ = block.split(head)
         pairs = block.fields(headers)
         hops = block.count(pairs, "Received")
         additions, message_id = stamp.missing_headers(pairs, self.fqdn, now)
         subject = block.first(pairs, "Subject")
         info = self.submission.new_info(
-            sender=session.mail_from or "",
+            sender=envelope.mail_from,
             message_id=message_id,
             subject=block.decoded(subject) if subject is not None else None,
             client_ip=session.peer_ip,
             client_hostname=session.helo,
             receive_connector=self.connector.name,
             auth_user=session.auth_user,
-            smtputf8=session.smtputf8,
-            eight_bit=session.eight_bit,
+            smtputf8=envelope.smtputf8,
+            eight_bit=envelope.eight_bit,
         )
-        received = stamp.received(session, self.fqdn, info.id, session.rcpt_to, now)
-        body = stamp.stamp(data, received, additions)
-        info.size = len(body)
+        received = stamp.received(session, self.fqdn, info.id, envelope.rcpt_to, now)
+        body: Body
+        if sink.in_memory:
+            body = stamp.stamp(sink.data(), received, additions)
+        else:
+            body = StampedBody(sink, *stamp.layout(head, received, additions))
+        info.size = body_size(body)
         loop = HOP_COUNT_EXCEEDED if hops + 1 > self.settings.server.max_hop_count else None
         try:
-            await self.submission.submit(info, body, list(session.rcpt_to), fail_all=loop)
+            await self.submission.submit(info, body, list(envelope.rcpt_to), fail_all=loop,
+                                         headers=received + headers + additions)
         except StoreError as exc:
             log.error("message from %s not queued: %s", session.peer_ip, exc)
             return QUEUE_WRITE_FAILED

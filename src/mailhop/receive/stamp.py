@@ -15,6 +15,7 @@ from mailhop.smtp.server import Session
 
 
 def received(session: Session, by: str, queue_id: int, recipients: list[str], now: float) -> bytes:
+    """The Received: line this server adds (RFC 5321 section 4.4)."""
     helo = session.helo or "unknown"
     lines = [f"Received: from {helo} ([{session.peer_ip}])", f"\tby {by} (mailhop)"]
     tls = session.tls
@@ -45,13 +46,24 @@ def missing_headers(pairs: list[tuple[str, str]], fqdn: str, now: float) -> tupl
     return "".join(extra).encode("ascii"), message_id
 
 
-def stamp(data: bytes, received_line: bytes, additions: bytes) -> bytes:
-    """Received: first, the original header block, additions, then the body."""
+def layout(head: bytes, received_line: bytes, additions: bytes) -> tuple[bytes, int, bytes]:
+    """How the stamped message is made from the one received: ``(prefix, skip, suffix)``
+    such that it is ``prefix + data[skip:] + suffix``.
+
+    Received: first, then the original header block, then the additions (when the message
+    has no body, after everything).  ``head`` must hold the whole header block.
+    """
     if not additions:
-        return received_line + data
-    headers, body = block.split(data)
+        return received_line, 0, b""
+    headers, _ = block.split(head)
     if not headers:  # the message starts with the blank line: it has no headers at all
-        return received_line + additions + data
-    if b"\r\n\r\n" not in data:  # headers only, no body
-        return received_line + headers + additions
-    return received_line + headers + additions + b"\r\n" + body
+        return received_line + additions, 0, b""
+    if b"\r\n\r\n" not in head:  # headers only, no body
+        return received_line, 0, additions
+    return received_line + headers + additions, len(headers), b""
+
+
+def stamp(data: bytes, received_line: bytes, additions: bytes) -> bytes:
+    """The stamped message, for a body held in memory."""
+    prefix, skip, suffix = layout(data, received_line, additions)
+    return prefix + data[skip:] + suffix

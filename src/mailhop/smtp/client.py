@@ -23,11 +23,11 @@ import asyncio
 import base64
 import contextlib
 import ssl
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from mailhop.errors import ConnectionFailure, ProtocolError
+from mailhop.errors import ConnectionFailure, MailhopError, ProtocolError
 from mailhop.outcome import Reply
 from mailhop.smtp.deadline import ReadTimer
 
@@ -75,6 +75,17 @@ def _no_verify_context() -> ssl.SSLContext:
     return ctx
 
 
+class BodyStream(Protocol):
+    """A body read part by part (from the store) instead of held whole in memory."""
+
+    size: int
+
+    def chunks(self) -> AsyncIterator[bytes]: ...
+
+
+Body = bytes | BodyStream
+
+
 def dot_stuff(body: bytes) -> bytes:
     """The DATA payload: CRLF line ends, leading dots doubled, the terminating dot."""
     if body and not body.endswith(b"\r\n"):
@@ -83,6 +94,39 @@ def dot_stuff(body: bytes) -> bytes:
     if body.startswith(b"."):
         body = b"." + body
     return body + b".\r\n"
+
+
+class DotStuffer:
+    """``dot_stuff`` for a body that comes in pieces: ``feed`` each piece, then ``end``.
+
+    A CR or CRLF that ends a piece is held back until the next piece shows whether a
+    dot follows it; the start of the body counts as the start of a line.
+    """
+
+    def __init__(self) -> None:
+        self._carry = b"\r\n"  # a line start before the body; its two bytes never leave
+        self._strip = 2
+        self._empty = True
+
+    def feed(self, chunk: bytes) -> bytes:
+        if not chunk:
+            return b""
+        self._empty = False
+        data = self._carry + chunk
+        cut = len(data) - (2 if data.endswith(b"\r\n") else 1 if data.endswith(b"\r") else 0)
+        self._carry = data[cut:]
+        out = data[:cut].replace(b"\r\n.", b"\r\n..")
+        if self._strip and out:
+            out, self._strip = out[self._strip:], 0
+        return out
+
+    def end(self) -> bytes:
+        if self._empty:
+            return b".\r\n"
+        tail = self._carry  # the body is not empty, so the line start before it has left
+        if not tail.endswith(b"\r\n"):
+            tail += b"\r\n"
+        return tail + b".\r\n"
 
 
 @dataclass(slots=True)
@@ -308,16 +352,18 @@ class ClientConnection:
         return not self.closed and not self.writer.is_closing()
 
     async def send(
-        self, sender: str, recipients: list[str], body: bytes, *, eight_bit: bool = False, smtputf8: bool = False
+        self, sender: str, recipients: list[str], body: Body, *, eight_bit: bool = False, smtputf8: bool = False
     ) -> Transaction:
-        """One transaction; never raises for what the peer says or does."""
+        """One transaction; never raises for what the peer says or does, nor when a streamed
+        body cannot be read (the connection is dropped before the end of DATA: 451 4.3.0)."""
         options: list[str] = []
+        size = len(body) if isinstance(body, bytes) else body.size
         if self.supports("size"):
             limit = self.extensions.get("size", "").strip()
-            if limit.isdigit() and int(limit) > 0 and len(body) > int(limit):
+            if limit.isdigit() and int(limit) > 0 and size > int(limit):
                 fail = Reply(550, "5.3.4", "SMTPSEND.OverAdvertisedSize; message size exceeds fixed maximum size")
                 return Transaction({r: fail for r in recipients}, failure=fail)
-            options.append(f"SIZE={len(body)}")
+            options.append(f"SIZE={size}")
         if eight_bit and self.supports("8bitmime"):
             options.append("BODY=8BITMIME")
         if smtputf8 or not sender.isascii() or not all(r.isascii() for r in recipients):
@@ -339,8 +385,13 @@ class ClientConnection:
             reply = transaction_error_reply(exc)
             self._trace("*", f"failed: {reply}")
             return Transaction({r: reply for r in recipients}, failure=reply)
+        except MailhopError as exc:  # the body could not be read: never end DATA on part of it
+            self.abort()
+            reply = Reply(451, "4.3.0", f"the message could not be read from the queue: {exc}")
+            self._trace("*", f"failed: {reply}")
+            return Transaction({r: reply for r in recipients}, failure=reply)
 
-    async def _send_pipelined(self, mail: str, recipients: list[str], body: bytes) -> Transaction:
+    async def _send_pipelined(self, mail: str, recipients: list[str], body: Body) -> Transaction:
         self._write(mail + "\r\n", *(f"RCPT TO:<{r}>\r\n" for r in recipients), "DATA\r\n")
         mail_reply = await self._reply()
         results = {r: await self._reply() for r in recipients}
@@ -357,7 +408,7 @@ class ClientConnection:
                                failure=data_start if not data_start.ok else None)
         return await self._finish_data(results, accepted, body)
 
-    async def _send_sequential(self, mail: str, recipients: list[str], body: bytes) -> Transaction:
+    async def _send_sequential(self, mail: str, recipients: list[str], body: Body) -> Transaction:
         mail_reply = await self._command(mail)
         if not mail_reply.ok:
             await self._rset()
@@ -373,9 +424,17 @@ class ClientConnection:
             return Transaction({**results, **{r: data_start for r in accepted}}, failure=data_start)
         return await self._finish_data(results, accepted, body)
 
-    async def _finish_data(self, results: dict[str, Reply], accepted: list[str], body: bytes) -> Transaction:
-        self._trace(">", f"<message of {len(body)} bytes>")
-        self.writer.write(dot_stuff(body))
+    async def _finish_data(self, results: dict[str, Reply], accepted: list[str], body: Body) -> Transaction:
+        if isinstance(body, bytes):
+            self._trace(">", f"<message of {len(body)} bytes>")
+            self.writer.write(dot_stuff(body))
+        else:
+            self._trace(">", f"<message of {body.size} bytes>")
+            stuffer = DotStuffer()
+            async for chunk in body.chunks():
+                self.writer.write(stuffer.feed(chunk))
+                await self.writer.drain()
+            self.writer.write(stuffer.end())
         await self.writer.drain()
         data_reply = await self._reply()
         for rcpt in accepted:

@@ -15,15 +15,18 @@ import asyncio
 from collections.abc import Awaitable
 from typing import TypeVar
 
+from mailhop.clock import SYSTEM_CLOCK, Clock, Timer
+
 T = TypeVar("T")
 
 
 class ReadTimer:
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock = SYSTEM_CLOCK) -> None:
+        self.clock = clock
         self._task: asyncio.Task[object] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._deadline: float | None = None  # of the read waiting now; None when none is
-        self._handle: asyncio.TimerHandle | None = None
+        self._handle: Timer | None = None
+        self._when = 0.0  # the instant the handle fires at
         self._fired = False
 
     async def run(self, awaitable: Awaitable[T], timeout: float) -> T:
@@ -32,15 +35,14 @@ class ReadTimer:
         assert task is not None
         if task is not self._task:
             self.close()
-            self._task, self._loop = task, task.get_loop()
-        loop = self._loop
-        assert loop is not None
-        deadline = self._deadline = loop.time() + timeout
-        if self._handle is not None and self._handle.when() > deadline:
+            self._task = task
+        deadline = self._deadline = self.clock.now() + timeout
+        if self._handle is not None and self._when > deadline:
             self._handle.cancel()
             self._handle = None
         if self._handle is None:
-            self._handle = loop.call_at(deadline, self._check)
+            self._when = deadline
+            self._handle = self.clock.call_at(deadline, self._check)
         try:
             return await awaitable
         except asyncio.CancelledError:
@@ -54,13 +56,14 @@ class ReadTimer:
 
     def _check(self) -> None:
         self._handle = None
-        if self._deadline is None or self._task is None or self._loop is None:
+        if self._deadline is None or self._task is None:
             return
-        if self._loop.time() >= self._deadline:
+        if self.clock.now() >= self._deadline:
             self._fired = True
             self._task.cancel()
         else:
-            self._handle = self._loop.call_at(self._deadline, self._check)
+            self._when = self._deadline
+            self._handle = self.clock.call_at(self._deadline, self._check)
 
     def close(self) -> None:
         if self._handle is not None:

@@ -14,3 +14,4 @@ MESSAGE_TOO_BIG = Reply(552, "5.3.4", "Message size exceeds fixed maximum messag
 SHUTTING_DOWN = Reply(421, "4.3.2", "Service not available, closing transmission channel")
 QUEUE_WRITE_FAILED = Reply(451, "4.3.0", "Temporary failure, message not queued; try again later")
 INSUFFICIENT_RESOURCES = Reply(452, "4.3.1", "Insufficient system resources")
+HEADER_TOO_BIG = Reply(552, "5.3.4", "Header size exceeds fixed maximum size")

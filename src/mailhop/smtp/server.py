@@ -23,26 +23,23 @@ import asyncio
 import base64
 import binascii
 import contextlib
-import ipaddress
 import itertools
 import logging
-import re
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from mailhop.clock import SYSTEM_CLOCK, Clock
 from mailhop.errors import LineTooLong
-from mailhop.model.address_space import is_valid_domain
 from mailhop.outcome import Reply
-from mailhop.smtp.deadline import ReadTimer
+from mailhop.smtp.address import parse_params, parse_path
 from mailhop.smtp.replies import SHUTTING_DOWN
+from mailhop.smtp.stream import MAX_COMMAND_LINE, Input
 
 log = logging.getLogger(__name__)
 
-MAX_COMMAND_LINE = 4096
 MAX_ERRORS = 10
-READ_CHUNK = 256 * 1024
 _session_ids = itertools.count(1)
 
 
@@ -64,18 +61,8 @@ class Session:
     esmtp: bool = False
     tls: TlsInfo | None = None
     auth_user: str | None = None
-    mail_from: str | None = None
-    mail_params: dict[str, str | None] = field(default_factory=dict)
-    rcpt_to: list[str] = field(default_factory=list)
     auth_failures: int = 0
-
-    @property
-    def smtputf8(self) -> bool:
-        return "SMTPUTF8" in self.mail_params
-
-    @property
-    def eight_bit(self) -> bool:
-        return (self.mail_params.get("BODY") or "").upper() == "8BITMIME"
+    envelope: Envelope | None = None  # the mail transaction under way
 
     @property
     def protocol(self) -> str:
@@ -85,16 +72,45 @@ class Session:
         return "ESMTP" + ("S" if self.tls else "") + ("A" if self.auth_user else "")
 
     def reset(self) -> None:
-        self.mail_from = None
-        self.mail_params = {}
-        self.rcpt_to = []
+        self.envelope = None
+
+
+@dataclass(slots=True)
+class Envelope:
+    """One mail transaction: from MAIL to the end of DATA (or RSET)."""
+
+    mail_from: str
+    params: dict[str, str | None] = field(default_factory=dict)
+    rcpt_to: list[str] = field(default_factory=list)
+
+    @property
+    def smtputf8(self) -> bool:
+        return "SMTPUTF8" in self.params
+
+    @property
+    def eight_bit(self) -> bool:
+        return (self.params.get("BODY") or "").upper() == "8BITMIME"
+
+
+class DataSink(Protocol):
+    """Where a transaction's body goes while it arrives (dot-stuffing removed, CRLF line ends)."""
+
+    def write(self, data: bytes) -> None: ...
+    def close(self) -> None: ...
 
 
 class Handler(Protocol):
+    """The policy behind the wire; each decision gets the session and its transaction."""
+
     async def on_connect(self, session: Session) -> Reply | None: ...
-    async def on_mail(self, session: Session, address: str) -> Reply: ...
-    async def on_rcpt(self, session: Session, address: str) -> Reply: ...
-    async def on_data(self, session: Session, data: bytes) -> Reply: ...
+    async def on_mail(self, session: Session, envelope: Envelope) -> Reply: ...
+    async def on_rcpt(self, session: Session, envelope: Envelope, address: str) -> Reply: ...
+    def data_sink(self, session: Session, envelope: Envelope) -> DataSink:
+        """A sink for the body about to be sent (called right before ``354``)."""
+        ...
+    async def on_data(self, session: Session, envelope: Envelope, sink: DataSink) -> Reply:
+        """The whole body is in ``sink``: accept it (250 after the commit) or refuse it."""
+        ...
     async def on_auth(self, session: Session, user: str, password: str) -> Reply: ...
 
 
@@ -111,140 +127,10 @@ class ServerOptions:
     auth_enabled: bool = False
     auth_requires_tls: bool = True
     max_connections: int = 5000
+    clock: Clock = SYSTEM_CLOCK
 
 
 ProtocolLog = Callable[[Session, str, str], None]
-
-
-class _Input:
-    """Buffered input over a StreamReader: command lines and DATA, with limits."""
-
-    def __init__(self, reader: asyncio.StreamReader) -> None:
-        self.reader = reader
-        self.buf = bytearray()
-        self.timer = ReadTimer()
-
-    async def _read(self, timeout: float) -> bytes:
-        return await self.timer.run(self.reader.read(READ_CHUNK), timeout)
-
-    async def _fill(self, timeout: float) -> bool:
-        data = await self._read(timeout)
-        if not data:
-            return False
-        self.buf += data
-        return True
-
-    async def readline(self, timeout: float) -> bytes | None:
-        start = 0
-        while True:
-            idx = self.buf.find(b"\n", start)
-            if idx >= 0:
-                line = bytes(self.buf[: idx + 1])
-                del self.buf[: idx + 1]
-                if len(line) > MAX_COMMAND_LINE:
-                    raise LineTooLong
-                return line
-            if len(self.buf) > MAX_COMMAND_LINE:
-                # Discard up to the next newline, then report the error.
-                self.buf.clear()
-                while True:
-                    if not await self._fill(timeout):
-                        return None
-                    nl = self.buf.find(b"\n")
-                    if nl >= 0:
-                        del self.buf[: nl + 1]
-                        raise LineTooLong
-                    self.buf.clear()
-            start = max(0, len(self.buf) - 1)
-            if not await self._fill(timeout):
-                return None
-
-    async def read_data(self, limit: int | None, timeout: float) -> tuple[bytes | None, bool]:
-        """Read a DATA body up to CRLF.CRLF; returns (body, too_big).  None on EOF."""
-        # The CRLF that ended the DATA command line is the first CRLF of the terminator.
-        chunks: list[bytes] = []
-        size = 0
-        too_big = False
-        pending = bytearray(b"\r\n") + self.buf
-        self.buf.clear()
-        scan = 0
-        while True:
-            idx = pending.find(b"\r\n.\r\n", scan)
-            if idx >= 0:
-                chunks.append(bytes(pending[:idx + 2]))
-                self.buf += pending[idx + 5:]
-                size += idx + 2
-                break
-            # Keep the tail that might start a terminator; move the rest out.
-            keep = max(0, len(pending) - 4)
-            if keep:
-                size += keep
-                if limit is not None and size > limit + 2:
-                    too_big = True
-                if not too_big:
-                    chunks.append(bytes(pending[:keep]))
-                del pending[:keep]
-            scan = 0
-            data = await self._read(timeout)
-            if not data:
-                return None, too_big
-            pending += data
-        if too_big or (limit is not None and size - 2 > limit):
-            return b"", True
-        body = b"".join(chunks)[2:]
-        body = body.replace(b"\r\n..", b"\r\n.")
-        if body.startswith(b".."):
-            body = body[1:]
-        return body, False
-
-
-_PATH = re.compile(r"^\s*<([^<>]*)>\s*(.*)$")
-_BARE_PATH = re.compile(r"^\s*(\S+@\S+)\s*(.*)$")
-
-
-def parse_path(arg: str, smtputf8_allowed: bool) -> tuple[str, str] | None:
-    """Split ``<user@domain> PARAMS``; returns (address, params) or None if malformed."""
-    m = _PATH.match(arg) or _BARE_PATH.match(arg)
-    if not m:
-        return None
-    address, params = m.group(1).strip(), m.group(2)
-    if address.startswith("@"):  # an obsolete source route: <@a,@b:user@c>
-        _, colon, address = address.partition(":")
-        if not colon or not address:
-            return None  # never let a malformed path turn into the null sender
-    if address and not valid_address(address, smtputf8_allowed):
-        return None
-    return address, params
-
-
-def valid_address(address: str, smtputf8_allowed: bool = True) -> bool:
-    local, at, domain = address.rpartition("@")
-    if not at or not local or not domain or len(local) > 64 or len(address) > 254:
-        return False
-    if not address.isascii() and not smtputf8_allowed:
-        return False
-    if local.startswith('"') and local.endswith('"') and len(local) >= 2:
-        pass
-    elif re.search(r"[\s<>(),;:@\\\"\[\]]", local) or local.startswith(".") or local.endswith(".") or ".." in local:
-        return False
-    if domain.startswith("[") and domain.endswith("]"):
-        literal = domain[1:-1].removeprefix("IPv6:")
-        try:
-            ipaddress.ip_address(literal)
-        except ValueError:
-            return False
-        return True
-    return is_valid_domain(domain)
-
-
-def parse_params(text: str) -> dict[str, str | None] | None:
-    params: dict[str, str | None] = {}
-    for item in text.split():
-        key, eq, value = item.partition("=")
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9-]*", key):
-            return None
-        params[key.upper()] = value if eq else None
-    return params
 
 
 class SMTPServer:
@@ -316,7 +202,7 @@ class _Connection:
         self.handler = server.handler
         self.reader = reader
         self.writer = writer
-        self.input = _Input(reader)
+        self.input = Input(reader, server.options.clock)
         peer = writer.get_extra_info("peername") or ("", 0)
         local = writer.get_extra_info("sockname") or ("", 0)
         self.session = Session(peer_ip=peer[0], peer_port=peer[1], local_ip=local[0], local_port=local[1])
@@ -524,7 +410,7 @@ class _Connection:
             else:
                 self.reply(Reply(502, "5.5.1", "AUTH not available"))
             return not await self._error()
-        if self.session.mail_from is not None:
+        if self.session.envelope is not None:
             self.reply(Reply(503, "5.5.1", "AUTH not allowed during a mail transaction"))
             return True
         mechanism, _, initial = arg.partition(" ")
@@ -579,7 +465,7 @@ class _Connection:
         if self.options.require_tls and s.tls is None:
             self.reply(Reply(530, "5.7.0", "Must issue a STARTTLS command first"))
             return not await self._error()
-        if s.mail_from is not None:
+        if s.envelope is not None:
             self.reply(Reply(503, "5.5.1", "Error: nested MAIL command"))
             return not await self._error()
         if not arg.upper().startswith("FROM:"):
@@ -619,24 +505,23 @@ class _Connection:
             else:
                 self.reply(Reply(555, "5.5.4", f"Unsupported MAIL parameter {key}"))
                 return True
-        s.mail_params = params
-        result = await self.handler.on_mail(s, address)
+        envelope = Envelope(address, params)
+        result = await self.handler.on_mail(s, envelope)
         if result.ok:
-            s.mail_from = address
-        else:
-            s.mail_params = {}
+            s.envelope = envelope
         self.reply(result)
         return True
 
     async def _smtp_rcpt(self, arg: str) -> bool:
         s = self.session
-        if s.mail_from is None:
+        envelope = s.envelope
+        if envelope is None:
             self.reply(Reply(503, "5.5.1", "Error: need MAIL command"))
             return not await self._error()
         if not arg.upper().startswith("TO:"):
             self.reply(Reply(501, "5.5.4", "Syntax: RCPT TO:<address>"))
             return not await self._error()
-        parsed = parse_path(arg[3:], s.smtputf8)
+        parsed = parse_path(arg[3:], envelope.smtputf8)
         if parsed is None or not parsed[0]:
             self.reply(Reply(501, "5.1.3", "Bad recipient address syntax"))
             return not await self._error()
@@ -644,39 +529,43 @@ class _Connection:
         if param_text.strip():
             self.reply(Reply(555, "5.5.4", "Unsupported RCPT parameters"))
             return True
-        if len(s.rcpt_to) >= self.options.max_recipients:
+        if len(envelope.rcpt_to) >= self.options.max_recipients:
             self.reply(Reply(452, "4.5.3", "Too many recipients"))
             return True
-        result = await self.handler.on_rcpt(s, address)
+        result = await self.handler.on_rcpt(s, envelope, address)
         if result.ok:
-            s.rcpt_to.append(address)
+            envelope.rcpt_to.append(address)
         self.reply(result)
         return True
 
     async def _smtp_data(self, arg: str) -> bool:
         s = self.session
-        if s.mail_from is None:
+        envelope = s.envelope
+        if envelope is None:
             self.reply(Reply(503, "5.5.1", "Error: need MAIL command"))
             return not await self._error()
-        if not s.rcpt_to:
+        if not envelope.rcpt_to:
             self.reply(Reply(554, "5.5.1", "Error: no valid recipients"))
             return True
         if arg:
             self.reply(Reply(501, "5.5.4", "Syntax: DATA"))
             return True
-        self.reply(Reply(354, "", "Start mail input; end with <CRLF>.<CRLF>"))
-        await self.flush(force=True)
-        body, too_big = await self.input.read_data(self.options.max_message_size, self.options.data_timeout)
-        if body is None:
-            raise ConnectionError("peer closed during DATA")
-        self._log("<", f"<message of {len(body)} bytes>")
-        if too_big:
-            self.reply(Reply(552, "5.3.4", "Message size exceeds fixed maximum message size"))
-        else:
-            if b"\n" in body and body.count(b"\n") != body.count(b"\r\n"):
-                body = re.sub(rb"(?<!\r)\n", b"\r\n", body)  # bare LF: normalize, never relay it
-            self.reply(await self.handler.on_data(s, body))
-        s.reset()
+        sink = self.handler.data_sink(s, envelope)
+        try:
+            self.reply(Reply(354, "", "Start mail input; end with <CRLF>.<CRLF>"))
+            await self.flush(force=True)
+            result = await self.input.read_data(sink.write, self.options.max_message_size,
+                                                self.options.data_timeout)
+            if result is None:
+                raise ConnectionError("peer closed during DATA")
+            self._log("<", f"<message of {result.size} bytes>")
+            s.reset()
+            if result.too_big:
+                self.reply(Reply(552, "5.3.4", "Message size exceeds fixed maximum message size"))
+            else:
+                self.reply(await self.handler.on_data(s, envelope, sink))
+        finally:
+            sink.close()
         return True
 
     async def _smtp_rset(self, arg: str) -> bool:
