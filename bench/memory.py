@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -48,7 +49,9 @@ TARGET_MB = 300
 class DiscardSink:
     """An SMTP server that takes any message and keeps only its size."""
 
-    def __init__(self) -> None:
+    def __init__(self, expected: int) -> None:
+        self.expected = expected
+        self.all_arrived = asyncio.Event()
         self.sizes: list[int] = []
         self.server: asyncio.Server | None = None
         self.sessions: set[asyncio.Task[None]] = set()
@@ -89,6 +92,8 @@ class DiscardSink:
                         if tail == b"\r\n.\r\n":
                             break
                     self.sizes.append(size)
+                    if len(self.sizes) >= self.expected:
+                        self.all_arrived.set()
                     writer.write(b"250 2.0.0 ok\r\n")
                 elif verb == b"QUIT":
                     writer.write(b"221 bye\r\n")
@@ -141,9 +146,8 @@ async def send(port: int, body: bytes, index: int) -> float:
     return time.monotonic() - start
 
 
-async def run(args: argparse.Namespace, root: Path, cleanup: Cleanup) -> dict[str, float]:
-    sink = DiscardSink()
-    await sink.start()
+def start_server(root: Path, sink_port: int, cleanup: Cleanup) -> tuple[subprocess.Popen[bytes], int]:
+    """``mailhop serve`` on its defaults, with one receive connector and a connector to the sink."""
     port = free_port()
     config = {
         "server": {"name": "BENCH01", "fqdn": "bench01.corp.test", "data_dir": str(root / "data")},
@@ -153,23 +157,27 @@ async def run(args: argparse.Namespace, root: Path, cleanup: Cleanup) -> dict[st
     config_path = root / "mailhop.toml"
     config_path.write_text(to_toml(config))
     subprocess.run([MAILHOP, "--config", str(config_path), "connector", "new", "Sink", "--dns-routing-enabled",
-                    "false", "--smart-hosts", f"[127.0.0.1]:{sink.port}", "--address-spaces", "*"],
+                    "false", "--smart-hosts", f"[127.0.0.1]:{sink_port}", "--address-spaces", "*"],
                    check=True, capture_output=True)
-    log = open(root / "serve.log", "ab")  # noqa: SIM115 - handed to the child
-    proc = subprocess.Popen([MAILHOP, "--config", str(config_path), "serve"], stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    log.close()
+    with open(root / "serve.log", "ab") as log:
+        proc = subprocess.Popen([MAILHOP, "--config", str(config_path), "serve"], stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
     cleanup.push(f"mailhop serve {proc.pid}", lambda: stop_process(proc, grace=60))
-    await asyncio.to_thread(wait_until, lambda: proc.poll() is not None or smtp_banner("127.0.0.1", port), 60,
-                            "mailhop to listen")
+    wait_until(lambda: proc.poll() is not None or smtp_banner("127.0.0.1", port), 60, "mailhop to listen")
+    return proc, port
+
+
+async def run(args: argparse.Namespace, root: Path, cleanup: Cleanup) -> dict[str, float]:
+    sink = DiscardSink(args.sessions)
+    await sink.start()
+    proc, port = await asyncio.to_thread(start_server, root, sink.port, cleanup)
     body = message(args.size_mb * 1024 * 1024)
     with MemorySampler(proc.pid, interval=0.2, pss_every=1000) as sampler:
         start = time.monotonic()
         await asyncio.gather(*(send(port, body, i) for i in range(args.sessions)))
         accepted = time.monotonic() - start
-        deadline = time.monotonic() + 600
-        while len(sink.sizes) < args.sessions and time.monotonic() < deadline:
-            await asyncio.sleep(0.2)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(sink.all_arrived.wait(), 600)
         delivered = time.monotonic() - start
     await sink.stop()
     short = [s for s in sink.sizes if s < len(body)]
