@@ -33,7 +33,7 @@ from mailhop.model.connector import SendConnector
 from mailhop.model.message import Claim
 from mailhop.model.route import DNS
 from mailhop.outcome import Reply
-from mailhop.smtp.client import AuthPlan, Body, ClientConnection, TlsPlan
+from mailhop.smtp.client import AuthPlan, Body, ClientConnection, NextHopSession, Opener, TlsPlan
 from mailhop.tracking.protocol import ProtocolLog, SessionTrace
 
 log = logging.getLogger(__name__)
@@ -137,7 +137,7 @@ class NextHop:
         return self.jobs.popleft() if self.jobs else None
 
     async def _worker(self) -> None:
-        conn: ClientConnection | None = None
+        conn: NextHopSession | None = None
         opened_for: SendConnector | None = None  # the connector settings the connection was opened with
         try:
             while True:
@@ -172,7 +172,7 @@ class NextHop:
             self.pool.next_hop_idle(self)
             self._maybe_spawn()
 
-    async def _deliver(self, job: Job, conn: ClientConnection | None) -> tuple[JobResult, ClientConnection | None]:
+    async def _deliver(self, job: Job, conn: NextHopSession | None) -> tuple[JobResult, NextHopSession | None]:
         claim = job.claim
         body = await self.pool.load_body(claim)
         if not job.connector.cloud_services_mail_enabled:
@@ -182,7 +182,7 @@ class NextHop:
         tried: set[Endpoint] = set()
         transaction_started = False
 
-        async def attempt(c: ClientConnection) -> JobResult | None:
+        async def attempt(c: NextHopSession) -> JobResult | None:
             nonlocal transaction_started
             tx = await c.send(claim.message.sender, [r.address for r in rcpts], body,
                               eight_bit=claim.message.eight_bit, smtputf8=claim.message.smtputf8)
@@ -236,8 +236,10 @@ class DeliveryPool:
         self, settings: DeliverySettings, resolver: Resolver, helo_name: str, load_body: BodyLoader,
         on_result: ResultSink, tls_plan: TlsPlanner = default_tls_plan,
         protocol_log: ProtocolLog | None = None, auth_plan: AuthPlanner = no_auth,
+        opener: Opener = ClientConnection.open,
     ) -> None:
         self.settings = settings
+        self.opener = opener
         self.resolver = resolver
         self.helo_name = helo_name
         self.load_body = load_body
@@ -255,7 +257,7 @@ class DeliveryPool:
             return await mx_endpoints(next_hop, connector.port, self.resolver, self.settings.max_mx_hosts)
         return await smart_host_endpoints(connector, self.resolver)
 
-    async def connect(self, job: Job, ep: Endpoint) -> ClientConnection:
+    async def connect(self, job: Job, ep: Endpoint) -> NextHopSession:
         """Open a session to ``ep`` as the connector demands (TLS, AUTH); ConnectionFailure if not.
 
         Opportunistic TLS that fails its handshake is retried once in clear text, as
@@ -268,8 +270,8 @@ class DeliveryPool:
         except MailhopError as exc:
             raise ConnectionFailure(Reply(451, "4.4.0", f"connector '{connector.name}': {exc}"), "config") from None
 
-        async def open_with(tls: TlsPlan) -> ClientConnection:
-            return await ClientConnection.open(
+        async def open_with(tls: TlsPlan) -> NextHopSession:
+            return await self.opener(
                 ep.host, ep.ip, ep.port, connector.fqdn or self.helo_name, tls=tls,
                 connect_timeout=self.settings.connect_timeout, command_timeout=self.settings.command_timeout,
                 force_helo=connector.force_helo, trace=self.trace(connector, ep), auth=auth)

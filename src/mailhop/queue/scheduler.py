@@ -37,6 +37,7 @@ from mailhop.queue.membership import Membership
 from mailhop.queue.ndr import NdrComposer
 from mailhop.queue.poison import PoisonGuard
 from mailhop.queue.writer import OutcomeWriter
+from mailhop.smtp.client import ClientConnection, Opener
 from mailhop.store.base import PART_SIZE
 from mailhop.tracking import events
 from mailhop.tracking.protocol import ProtocolLog
@@ -46,7 +47,8 @@ log = logging.getLogger(__name__)
 
 class Scheduler:
     def __init__(self, ctx: QueueContext, live: Live, ndr: NdrComposer, resolver: Resolver,
-                 tls_plan: TlsPlanner = default_tls_plan, protocol_log: ProtocolLog | None = None) -> None:
+                 tls_plan: TlsPlanner = default_tls_plan, protocol_log: ProtocolLog | None = None,
+                 opener: Opener = ClientConnection.open) -> None:
         self.ctx = ctx
         self.live = live
         self.ndr = ndr
@@ -54,7 +56,7 @@ class Scheduler:
         self.credentials = Credentials(ctx.store.connectors)
         self.pool = DeliveryPool(
             s.delivery, resolver, s.server.fqdn, self._load_body, self._on_result,
-            tls_plan=tls_plan, protocol_log=protocol_log, auth_plan=self.credentials.plan,
+            tls_plan=tls_plan, protocol_log=protocol_log, auth_plan=self.credentials.plan, opener=opener,
         )
         self.in_flight = 0
         self.stopping = False

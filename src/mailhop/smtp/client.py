@@ -129,6 +129,34 @@ class DotStuffer:
         return tail + b".\r\n"
 
 
+class NextHopSession(Protocol):
+    """An open SMTP session to one endpoint, as delivery uses it (``ClientConnection`` is the
+    real one; ``mailhop.testing.nexthop`` has a scripted fake under the same contract)."""
+
+    host: str
+    ip: str
+    port: int
+    messages_sent: int
+    tls_version: str | None
+    tls_cipher: str | None
+
+    @property
+    def usable(self) -> bool: ...
+
+    async def send(self, sender: str, recipients: list[str], body: Body, *, eight_bit: bool = False,
+                   smtputf8: bool = False) -> Transaction: ...
+
+    async def close(self) -> None: ...
+
+
+class Opener(Protocol):
+    """Opens a session (``ClientConnection.open``): ConnectionFailure, always 4xx, when it cannot."""
+
+    async def __call__(self, host: str, ip: str, port: int, helo: str, *, tls: TlsPlan, connect_timeout: float,
+                       command_timeout: float, force_helo: bool = False, trace: Trace | None = None,
+                       auth: AuthPlan | None = None) -> NextHopSession: ...
+
+
 @dataclass(slots=True)
 class ClientConnection:
     host: str          # name we connected to (for logs and the Received chain)
