@@ -58,6 +58,7 @@ class JobResult:
 
 
 BodyLoader = Callable[[Claim], Awaitable[Body]]
+open_session: Opener = ClientConnection.open  # the real SMTP client
 ResultSink = Callable[[JobResult], None]
 TlsPlanner = Callable[[SendConnector, Endpoint, str], TlsPlan]
 AuthPlanner = Callable[[SendConnector], Awaitable[AuthPlan | None]]
@@ -236,7 +237,7 @@ class DeliveryPool:
         self, settings: DeliverySettings, resolver: Resolver, helo_name: str, load_body: BodyLoader,
         on_result: ResultSink, tls_plan: TlsPlanner = default_tls_plan,
         protocol_log: ProtocolLog | None = None, auth_plan: AuthPlanner = no_auth,
-        opener: Opener = ClientConnection.open,
+        opener: Opener = open_session,
     ) -> None:
         self.settings = settings
         self.opener = opener

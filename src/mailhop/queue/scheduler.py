@@ -24,7 +24,15 @@ from collections.abc import Iterable
 from mailhop.delivery.auth import Credentials
 from mailhop.delivery.body import Body, StoredBody
 from mailhop.delivery.dns import Resolver
-from mailhop.delivery.pool import DeliveryPool, Job, JobResult, TlsPlanner, default_tls_plan
+from mailhop.delivery.pool import (
+    DeliveryPool,
+    Job,
+    JobResult,
+    Opener,
+    TlsPlanner,
+    default_tls_plan,
+    open_session,
+)
 from mailhop.errors import MailhopError
 from mailhop.model.message import READY, RETRY, Claim, RecipientRow, RecipientUpdate, RecordBatch
 from mailhop.model.route import SUBMISSION_QUEUE, UNDEFINED
@@ -37,7 +45,6 @@ from mailhop.queue.membership import Membership
 from mailhop.queue.ndr import NdrComposer
 from mailhop.queue.poison import PoisonGuard
 from mailhop.queue.writer import OutcomeWriter
-from mailhop.smtp.client import ClientConnection, Opener
 from mailhop.store.base import PART_SIZE
 from mailhop.tracking import events
 from mailhop.tracking.protocol import ProtocolLog
@@ -48,7 +55,7 @@ log = logging.getLogger(__name__)
 class Scheduler:
     def __init__(self, ctx: QueueContext, live: Live, ndr: NdrComposer, resolver: Resolver,
                  tls_plan: TlsPlanner = default_tls_plan, protocol_log: ProtocolLog | None = None,
-                 opener: Opener = ClientConnection.open) -> None:
+                 opener: Opener = open_session) -> None:
         self.ctx = ctx
         self.live = live
         self.ndr = ndr
