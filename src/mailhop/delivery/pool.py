@@ -59,6 +59,9 @@ class JobResult:
 
 BodyLoader = Callable[[Claim], Awaitable[Body]]
 open_session: Opener = ClientConnection.open  # the real SMTP client
+
+__all__ = ["DeliveryPool", "Job", "JobResult", "NextHop", "Opener", "TlsPlanner", "default_tls_plan", "failover_reply",
+           "no_auth", "open_session"]
 ResultSink = Callable[[JobResult], None]
 TlsPlanner = Callable[[SendConnector, Endpoint, str], TlsPlan]
 AuthPlanner = Callable[[SendConnector], Awaitable[AuthPlan | None]]
