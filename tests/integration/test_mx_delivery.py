@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from mailhop.delivery.dns import DnsError, MxRecord
 from mailhop.delivery.endpoints import Endpoint
 from mailhop.delivery.mx import DeliveryDnsError, mx_endpoints
+from mailhop.testing.resolver import FakeResolver
 from tests.support.client import make_message, submit
 from tests.support.dns import DnsServer, shared_tcp_port
 from tests.support.sink import Captured, Sink
@@ -325,27 +325,9 @@ async def test_tracking_follows_message_from_receive_to_send(transport_factory: 
 
 # --- unit: mx_endpoints ordering with a fake resolver ----------------------------------------------
 
-class FakeResolver:
-    def __init__(self, mx: dict[str, list[MxRecord]], hosts: dict[str, list[str]]) -> None:
-        self._mx = mx
-        self._hosts = hosts
-        self.looked_up: list[str] = []
-
-    async def mx(self, domain: str) -> list[MxRecord]:
-        if domain not in self._mx:
-            raise DnsError(f"{domain}: nonexistent domain (NXDOMAIN)", permanent=True)
-        return list(self._mx[domain])
-
-    async def addresses(self, host: str) -> list[str]:
-        self.looked_up.append(host)
-        if host not in self._hosts:
-            raise DnsError(f"{host}: nonexistent domain (NXDOMAIN)", permanent=True)
-        return list(self._hosts[host])
-
-
 def _resolver(records: list[tuple[int, str]], domain: str = "example.test") -> FakeResolver:
     hosts = {h.lower(): [f"192.0.2.{i}"] for i, h in enumerate(sorted({h.lower() for _, h in records}), 1)}
-    return FakeResolver({domain: [MxRecord(p, h) for p, h in records]}, hosts)
+    return FakeResolver(mx={domain: records}, addresses=hosts)
 
 
 def _hosts(endpoints: list[Endpoint]) -> list[str]:
@@ -353,8 +335,9 @@ def _hosts(endpoints: list[Endpoint]) -> list[str]:
 
 
 async def test_unit_mx_hosts_in_preference_order_each_address_in_turn() -> None:
-    r = FakeResolver({"example.test": [MxRecord(30, "c.test"), MxRecord(10, "a.test"), MxRecord(20, "b.test")]},
-                     {"a.test": ["192.0.2.1", "2001:db8::1"], "b.test": ["192.0.2.2"], "c.test": ["192.0.2.3"]})
+    r = FakeResolver(mx={"example.test": [(30, "c.test"), (10, "a.test"), (20, "b.test")]},
+                     addresses={"a.test": ["192.0.2.1", "2001:db8::1"], "b.test": ["192.0.2.2"],
+                                "c.test": ["192.0.2.3"]})
     eps = await mx_endpoints("example.test", 2525, r, rng=random.Random(1))
     assert eps == [Endpoint("a.test", "192.0.2.1", 2525), Endpoint("a.test", "2001:db8::1", 2525),
                    Endpoint("b.test", "192.0.2.2", 2525), Endpoint("c.test", "192.0.2.3", 2525)]
@@ -381,7 +364,8 @@ async def test_unit_max_mx_hosts_keeps_the_most_preferred() -> None:
     r = _resolver(records)
     eps = await mx_endpoints("example.test", 25, r, max_mx_hosts=3, rng=random.Random(0))
     assert _hosts(eps) == ["mx10.test", "mx20.test", "mx30.test"]
-    assert r.looked_up == ["mx10.test", "mx20.test", "mx30.test"]  # the others are not even resolved
+    looked_up = list(dict.fromkeys(name for kind, name in r.queries if kind in ("A", "AAAA")))
+    assert looked_up == ["mx10.test", "mx20.test", "mx30.test"]  # the others are not even resolved
 
 
 async def test_unit_duplicate_mx_records_give_one_host() -> None:
@@ -399,8 +383,8 @@ async def test_unit_host_listed_at_two_preferences_is_tried_once_at_the_better_o
 
 
 async def test_unit_dns_outcomes() -> None:
-    r = FakeResolver({"implicit.test": [], "null.test": [MxRecord(0, ".")],
-                      "dangling.test": [MxRecord(10, "missing.test")]}, {"implicit.test": ["192.0.2.9"]})
+    r = FakeResolver(mx={"implicit.test": [], "dangling.test": [(10, "missing.test")]}, null_mx=["null.test"],
+                     addresses={"implicit.test": ["192.0.2.9"]})
     assert await mx_endpoints("implicit.test", 25, r) == [Endpoint("implicit.test", "192.0.2.9", 25)]
     with pytest.raises(DeliveryDnsError) as null:
         await mx_endpoints("null.test", 25, r)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from mailhop.headers import block
-from mailhop.smtp.client import Body, BodyStream
+from mailhop.smtp.outgoing import Body, BodyStream
 
 __all__ = ["Body", "StoredBody", "without_internal_headers"]
 from mailhop.store.base import Messages

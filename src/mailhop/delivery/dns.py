@@ -36,7 +36,7 @@ class DnsError(MailhopError):
 @dataclass(frozen=True, slots=True)
 class MxRecord:
     preference: int
-    host: str  # "" for a null MX (RFC 7505: "0 .")
+    host: str  # "." for a null MX (RFC 7505: "0 ."; dnspython keeps the root's dot)
 
 
 class Resolver(Protocol):

@@ -5,7 +5,8 @@ maps each Exchange property (``AddressSpaces``, ``DNSRoutingEnabled``...) to its
 Python attribute, its kebab-case CLI option and its parser; the CLI, the JSON
 export and the store all go through it.  ``validate`` enforces Exchange's
 cross-field rules (reference section 1) and raises ``ValidationError`` with one
-line an administrator can act on.  Nothing here touches the store.
+line an administrator can act on (the rules are in ``connector_rules``).  Nothing
+here touches the store.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from mailhop.model.address_space import (
     parse_address_spaces,
     split_list,
 )
+from mailhop.model.connector_rules import validate
 from mailhop.units import format_size, format_timespan, parse_duration, parse_size
 
 USAGES = ("Custom", "Internal", "Internet", "Partner")
@@ -403,63 +405,6 @@ def update_connector(connector: SendConnector, values: Mapping[str, Any]) -> Sen
     updated = dataclasses.replace(connector, **changes)
     validate(updated)
     return updated
-
-
-def validate(c: SendConnector) -> None:
-    """Exchange's cross-field rules; raises ValidationError on the first broken one."""
-    if c.smart_hosts and c.dns_routing_enabled:
-        raise ValidationError(
-            "SmartHosts (--smart-hosts) can only be set when DNSRoutingEnabled is false "
-            "(--dns-routing-enabled false)"
-        )
-    if not c.dns_routing_enabled and not c.smart_hosts:
-        raise ValidationError(
-            "DNSRoutingEnabled false (--dns-routing-enabled false) requires SmartHosts (--smart-hosts)"
-        )
-    if any(not s.is_smtp for s in c.address_spaces) and c.dns_routing_enabled:
-        raise ValidationError(
-            "AddressSpaces: a non-SMTP address space requires SmartHosts and DNSRoutingEnabled false"
-        )
-    if c.require_tls and c.ignore_starttls:
-        raise ValidationError("IgnoreSTARTTLS must be false when RequireTLS is true")
-    if c.tls_auth_level and not c.require_tls:
-        raise ValidationError(
-            "The TlsAuthLevel parameter (--tls-auth-level) can only be set when RequireTLS is true "
-            "(--require-tls true)"
-        )
-    if c.tls_auth_level and c.ignore_starttls:
-        raise ValidationError("The TlsAuthLevel parameter cannot be set when IgnoreSTARTTLS is true")
-    if c.tls_domain and c.tls_auth_level != "DomainValidation":
-        raise ValidationError(
-            "The TLSDomain parameter (--tls-domain) can only be set if the TLSAuthLevel parameter "
-            "is set to DomainValidation"
-        )
-    if c.tls_auth_level == "DomainValidation" and c.smart_hosts and not c.tls_domain:
-        raise ValidationError(
-            "TlsDomain (--tls-domain) is required when TlsAuthLevel is DomainValidation on a "
-            "smart-host connector"
-        )
-    if c.smart_host_auth_mechanism != "None" and c.dns_routing_enabled:
-        raise ValidationError(
-            "SmartHostAuthMechanism can only be set on a smart-host connector "
-            "(--dns-routing-enabled false --smart-hosts ...)"
-        )
-    if c.smart_host_auth_mechanism in ("BasicAuth", "BasicAuthRequireTLS") and not c.authentication_credential:
-        raise ValidationError(
-            f"SmartHostAuthMechanism {c.smart_host_auth_mechanism} requires AuthenticationCredential "
-            "(--authentication-credential USER --password-file FILE)"
-        )
-    if c.smart_host_auth_mechanism == "XOAUTH2" and not (c.authentication_credential and c.authentication_token_file):
-        raise ValidationError(
-            "SmartHostAuthMechanism XOAUTH2 requires AuthenticationCredential and AuthenticationTokenFile "
-            "(--authentication-credential USER --authentication-token-file FILE)"
-        )
-    if c.authentication_token_file and c.smart_host_auth_mechanism != "XOAUTH2":
-        raise ValidationError("AuthenticationTokenFile is used only with SmartHostAuthMechanism XOAUTH2")
-    if c.tls_wrapper and c.ignore_starttls:
-        raise ValidationError("TlsWrapper and IgnoreSTARTTLS cannot both be true")
-    if not c.source_transport_servers:
-        raise ValidationError("SourceTransportServers: at least one transport server is required")
 
 
 def to_exchange(c: SendConnector) -> dict[str, Any]:

@@ -1,5 +1,7 @@
 """The SMTP client session towards one next-hop endpoint, on asyncio streams.
 
+(What it writes in DATA is in ``smtp.outgoing``; how it names failures in ``smtp.failures``.)
+
 ``ClientConnection.open`` connects (implicit TLS when planned), reads the greeting,
 says EHLO (HELO when forced or when EHLO is refused), negotiates STARTTLS as the
 ``TlsPlan`` demands and authenticates as the ``AuthPlan`` says.  ``send`` runs one
@@ -23,13 +25,20 @@ import asyncio
 import base64
 import contextlib
 import ssl
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from mailhop.errors import ConnectionFailure, MailhopError, ProtocolError
 from mailhop.outcome import Reply
 from mailhop.smtp.deadline import ReadTimer
+from mailhop.smtp.failures import (
+    connection_error_reply,
+    ssl_cause,
+    tls_error_reply,
+    transaction_error_reply,
+)
+from mailhop.smtp.outgoing import Body, DotStuffer, dot_stuff
 
 Trace = Callable[[str, str], None]  # (event, data): Exchange's protocol log event characters
 MAX_REPLY_LINES = 100
@@ -73,60 +82,6 @@ def _no_verify_context() -> ssl.SSLContext:
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
     return ctx
-
-
-class BodyStream(Protocol):
-    """A body read part by part (from the store) instead of held whole in memory."""
-
-    size: int
-
-    def chunks(self) -> AsyncIterator[bytes]: ...
-
-
-Body = bytes | BodyStream
-
-
-def dot_stuff(body: bytes) -> bytes:
-    """The DATA payload: CRLF line ends, leading dots doubled, the terminating dot."""
-    if body and not body.endswith(b"\r\n"):
-        body += b"\r\n"
-    body = body.replace(b"\r\n.", b"\r\n..")
-    if body.startswith(b"."):
-        body = b"." + body
-    return body + b".\r\n"
-
-
-class DotStuffer:
-    """``dot_stuff`` for a body that comes in pieces: ``feed`` each piece, then ``end``.
-
-    A CR or CRLF that ends a piece is held back until the next piece shows whether a
-    dot follows it; the start of the body counts as the start of a line.
-    """
-
-    def __init__(self) -> None:
-        self._carry = b"\r\n"  # a line start before the body; its two bytes never leave
-        self._strip = 2
-        self._empty = True
-
-    def feed(self, chunk: bytes) -> bytes:
-        if not chunk:
-            return b""
-        self._empty = False
-        data = self._carry + chunk
-        cut = len(data) - (2 if data.endswith(b"\r\n") else 1 if data.endswith(b"\r") else 0)
-        self._carry = data[cut:]
-        out = data[:cut].replace(b"\r\n.", b"\r\n..")
-        if self._strip and out:
-            out, self._strip = out[self._strip:], 0
-        return out
-
-    def end(self) -> bytes:
-        if self._empty:
-            return b".\r\n"
-        tail = self._carry  # the body is not empty, so the line start before it has left
-        if not tail.endswith(b"\r\n"):
-            tail += b"\r\n"
-        return tail + b".\r\n"
 
 
 class NextHopSession(Protocol):
@@ -280,7 +235,7 @@ class ClientConnection:
                 asyncio.LimitOverrunError, ValueError) as exc:
             if conn is not None:
                 conn.abort()
-            tls_failed = stage == "starttls" or (tls.implicit and _ssl_cause(exc) is not None)
+            tls_failed = stage == "starttls" or (tls.implicit and ssl_cause(exc) is not None)
             reply = (tls_error_reply if tls_failed else connection_error_reply)(exc, host, ip, port)
             if stage == "after-tls" and isinstance(exc, ProtocolError | ConnectionError):
                 reply = Reply(451, "4.4.0", (
@@ -507,60 +462,3 @@ class ClientConnection:
         with contextlib.suppress(OSError, TimeoutError, ssl.SSLError):
             async with asyncio.timeout(5):
                 await self.writer.wait_closed()
-
-
-def _ssl_cause(exc: BaseException) -> ssl.SSLError | None:
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, ssl.SSLError):
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return None
-
-
-def tls_error_reply(exc: BaseException, host: str, ip: str, port: int) -> Reply:
-    """Name the TLS failure's cause: untrusted chain, expired, revoked, or the handshake itself."""
-    where = f"{host} ({ip}:{port})" if host != ip else f"{ip}:{port}"
-    cause = _ssl_cause(exc)
-    if isinstance(cause, ssl.SSLCertVerificationError):
-        code = cause.verify_code
-        message = cause.verify_message or str(cause)
-        if code == 10:
-            what = "has expired"
-        elif code == 9:
-            what = "is not yet valid"
-        elif code == 23:
-            what = "has been revoked"
-        elif code in (2, 18, 19, 20, 21):
-            what = f"is not trusted ({message})"
-        else:
-            what = f"failed verification ({message})"
-        return Reply(451, "4.4.0", f"TLS certificate of {where} {what}")
-    if cause is not None:
-        return Reply(451, "4.4.0", f"TLS negotiation with {where} failed: {cause.reason or cause}")
-    if isinstance(exc, TimeoutError):
-        return Reply(451, "4.4.0", f"TLS negotiation with {where} timed out")
-    return Reply(451, "4.4.0", f"TLS negotiation with {where} failed: {exc or type(exc).__name__}")
-
-
-def connection_error_reply(exc: BaseException, host: str, ip: str, port: int) -> Reply:
-    where = f"{host} ({ip}:{port})" if host != ip else f"{ip}:{port}"
-    if isinstance(exc, TimeoutError):
-        return Reply(441, "4.4.1", f"Connection timed out connecting to {where}")
-    if _ssl_cause(exc) is not None:
-        return tls_error_reply(exc, host, ip, port)
-    if isinstance(exc, ConnectionRefusedError):
-        return Reply(441, "4.4.1", f"Failed to connect to {where}: connection refused")
-    if isinstance(exc, ProtocolError | asyncio.IncompleteReadError | ConnectionError):
-        return Reply(451, "4.4.0", f"{where} closed the connection: {exc or type(exc).__name__}")
-    return Reply(441, "4.4.1", f"Failed to connect to {where}: {exc}")
-
-
-def transaction_error_reply(exc: BaseException) -> Reply:
-    if isinstance(exc, TimeoutError):
-        return Reply(421, "4.4.2", "Connection dropped due to TimedOut")
-    if _ssl_cause(exc) is not None:
-        return Reply(451, "4.4.0", f"TLS error during the transaction: {_ssl_cause(exc)}")
-    if isinstance(exc, ProtocolError | ConnectionError | asyncio.IncompleteReadError):
-        return Reply(451, "4.4.0", "SMTPSEND.SuspiciousRemoteServerError; remote server disconnected abruptly")
-    return Reply(451, "4.4.0", f"SMTPSEND.SendingError; Error while sending message: {exc}")

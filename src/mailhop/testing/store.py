@@ -11,13 +11,10 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
-from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Sequence
 
 from mailhop.clock import SYSTEM_CLOCK, Clock
-from mailhop.errors import ConflictError, NotFoundError, ValidationError
-from mailhop.model.connector import SendConnector, from_exchange, to_exchange
+from mailhop.errors import NotFoundError
 from mailhop.model.ids import ID_TIME_SHIFT
 from mailhop.model.message import (
     ACTIVE,
@@ -36,158 +33,16 @@ from mailhop.model.message import (
 from mailhop.model.route import POISON_QUEUE, SUBMISSION_QUEUE, UNDEFINED, UNREACHABLE_QUEUE
 from mailhop.outcome import POISON as POISON_REPLY
 from mailhop.store.base import (
-    PART_SIZE,
-    AdminToken,
-    ConnectorSet,
-    QuarantinedConnector,
     QueueState,
     QueueSummary,
-    ServerInfo,
     Store,
 )
-
-
-@dataclasses.dataclass(slots=True)
-class _Recipient:
-    row: RecipientRow
-    lease_until: float | None = None
-
-
-class _Data:
-    """Everything stored: shared by the repositories of one MemoryStore."""
-
-    def __init__(self) -> None:
-        self.connectors: dict[str, dict[str, Any]] = {}  # guid -> {"name", "data", "secret"}
-        self.version = 0
-        self.messages: dict[int, MessageInfo] = {}
-        self.bodies: dict[int, list[bytes]] = {}
-        self.recipients: dict[int, _Recipient] = {}
-        self.queue_states: dict[str, QueueState] = {}
-        self.servers: dict[str, ServerInfo] = {}
-        self.tokens: dict[str, tuple[str, AdminToken]] = {}
-
-    def rows_of(self, message_id: int) -> list[RecipientRow]:
-        return sorted((copy.copy(r.row) for r in self.recipients.values() if r.row.message_id == message_id),
-                      key=lambda r: r.id)
-
-    def check_new(self, messages: Sequence[NewMessage]) -> None:
-        """ConflictError, before anything changes, when an id is taken (the primary keys' check)."""
-        ids = [m.info.id for m in messages]
-        rids = [r.id for m in messages for r in m.recipients]
-        if (len(set(ids)) != len(ids) or any(i in self.messages for i in ids)
-                or len(set(rids)) != len(rids) or any(i in self.recipients for i in rids)):
-            raise ConflictError("UNIQUE constraint failed: a message or recipient id exists")
-
-    def insert(self, messages: Sequence[NewMessage]) -> None:
-        self.check_new(messages)
-        for m in messages:
-            self.messages[m.info.id] = copy.copy(m.info)
-            if isinstance(m.body, bytes):
-                self.bodies[m.info.id] = [m.body]
-            else:
-                self.bodies[m.info.id] = list(m.body.parts(PART_SIZE)) or [b""]
-            for r in m.recipients:
-                self.recipients[r.id] = _Recipient(RecipientRow(
-                    r.id, m.info.id, r.address, r.status, r.queue, r.delivery_type, r.next_hop, r.next_attempt_at,
-                    r.connector, r.attempts, r.last_error, r.lease_owner), r.lease_until)
-        self.delete_done([r.id for m in messages for r in m.recipients if r.status in FINAL])
-
-    def delete_message(self, message_id: int) -> None:
-        self.messages.pop(message_id, None)
-        self.bodies.pop(message_id, None)
-        for rid in [rid for rid, r in self.recipients.items() if r.row.message_id == message_id]:
-            del self.recipients[rid]
-
-    def delete_done(self, final_recipients: Sequence[int]) -> None:
-        for mid in {self.recipients[rid].row.message_id for rid in final_recipients if rid in self.recipients}:
-            if all(r.row.status in FINAL for r in self.recipients.values() if r.row.message_id == mid):
-                self.delete_message(mid)
-
-
-def _free(r: _Recipient, now: float) -> None:
-    r.row.status = RETRY if r.row.attempts else READY
-    r.row.lease_owner = None
-    r.lease_until = None
-    r.row.next_attempt_at = min(r.row.next_attempt_at, now)
-
-
-def _connector(guid: str, entry: dict[str, Any], check: bool = True) -> SendConnector:
-    return from_exchange({**json.loads(entry["data"]), "Guid": guid}, check=check)
-
-
-class MemoryConnectors:
-    def __init__(self, data: _Data, clock: Clock) -> None:
-        self.d = data
-        self.clock = clock
-
-    def _find(self, name: str) -> tuple[str, dict[str, Any]]:
-        key = name.strip()
-        for guid, entry in self.d.connectors.items():
-            if entry["name"].lower() == key.lower() or guid == key:
-                return guid, entry
-        raise NotFoundError(f"The send connector '{name}' was not found")
-
-    async def load(self) -> ConnectorSet:
-        valid, quarantined = [], []
-        for guid, entry in sorted(self.d.connectors.items(), key=lambda e: e[1]["name"].lower()):
-            try:
-                valid.append(_connector(guid, entry))
-            except (ValueError, TypeError) as exc:
-                quarantined.append(QuarantinedConnector(entry["name"], guid, str(exc)))
-        return ConnectorSet(tuple(valid), tuple(quarantined))
-
-    async def list(self) -> list[SendConnector]:
-        return list((await self.load()).valid)
-
-    async def get(self, name: str) -> SendConnector:
-        guid, entry = self._find(name)
-        try:
-            return _connector(guid, entry)
-        except (ValueError, TypeError) as exc:
-            raise ValidationError(f"The send connector '{entry['name']}' is quarantined: {exc}") from None
-
-    async def create(self, connector: SendConnector, secret: str | None = None) -> None:
-        if any(e["name"].lower() == connector.name.lower() for e in self.d.connectors.values()) \
-                or connector.guid in self.d.connectors:
-            raise ConflictError(f"A send connector named '{connector.name}' already exists")
-        self.d.connectors[connector.guid] = {"name": connector.name, "data": json.dumps(to_exchange(connector)),
-                                             "secret": secret, "changed_at": self.clock.now()}
-        self.d.version += 1
-
-    async def update(self, name: str, change: Callable[[SendConnector], SendConnector],
-                     secret: str | None = None) -> SendConnector:
-        guid, entry = self._find(name)
-        try:
-            current = _connector(guid, entry, check=False)
-        except (ValueError, TypeError) as exc:
-            raise ValidationError(f"The send connector '{entry['name']}' is quarantined and cannot be "
-                                  f"changed ({exc}); remove it and create it again") from None
-        updated = change(current)
-        if updated.name.lower() != current.name.lower() and any(
-                e["name"].lower() == updated.name.lower() for g, e in self.d.connectors.items() if g != guid):
-            raise ConflictError(f"A send connector named '{updated.name}' already exists")
-        entry.update(name=updated.name, data=json.dumps(to_exchange(updated)), changed_at=self.clock.now())
-        if secret is not None:
-            entry["secret"] = secret
-        self.d.version += 1
-        return updated
-
-    async def delete(self, name: str) -> str:
-        guid, entry = self._find(name)
-        del self.d.connectors[guid]
-        self.d.version += 1
-        return str(entry["name"])
-
-    async def secret(self, guid: str) -> str | None:
-        entry = self.d.connectors.get(guid)
-        return entry["secret"] if entry else None
-
-    async def version(self) -> int:
-        return self.d.version
+from mailhop.testing.memory_config import MemoryConnectors, MemoryServers, MemoryTokens
+from mailhop.testing.memory_data import MemoryData, MemoryRecipient, free
 
 
 class MemoryMessages:
-    def __init__(self, data: _Data) -> None:
+    def __init__(self, data: MemoryData) -> None:
         self.d = data
 
     async def submit(self, messages: Sequence[NewMessage]) -> None:
@@ -264,11 +119,11 @@ class MemoryMessages:
     async def release(self, owner: str, now: float) -> int:
         mine = [r for r in self.d.recipients.values() if r.row.status == ACTIVE and r.row.lease_owner == owner]
         for r in mine:
-            _free(r, now)
+            free(r, now)
         return len(mine)
 
     async def recover(self, owner_prefix: str, incarnation: str, now: float) -> list[int]:
-        def dead(r: _Recipient) -> bool:
+        def dead(r: MemoryRecipient) -> bool:
             owner = r.row.lease_owner or ""
             return r.row.status == ACTIVE and (
                 (owner.startswith(owner_prefix + "/") and owner != incarnation)
@@ -276,7 +131,7 @@ class MemoryMessages:
 
         freed = [r for r in self.d.recipients.values() if dead(r)]
         for r in freed:
-            _free(r, now)
+            free(r, now)
         return list(dict.fromkeys(r.row.message_id for r in freed))
 
     async def resubmit(self, live_connectors: Sequence[str], now: float,
@@ -317,7 +172,7 @@ class MemoryMessages:
 
 
 class MemoryQueues:
-    def __init__(self, data: _Data) -> None:
+    def __init__(self, data: MemoryData) -> None:
         self.d = data
 
     async def states(self) -> list[QueueState]:
@@ -401,64 +256,9 @@ class MemoryQueues:
             self.d.insert([ndr])
 
 
-class MemoryServers:
-    def __init__(self, data: _Data) -> None:
-        self.d = data
-
-    async def heartbeat(self, server: ServerInfo, lease_until: float) -> None:
-        old = self.d.servers.get(server.name.lower())
-        requested = old.requested_state if old is not None else None
-        name = old.name if old is not None else server.name
-        self.d.servers[server.name.lower()] = dataclasses.replace(server, name=name, requested_state=requested)
-        for r in self.d.recipients.values():
-            if r.row.status == ACTIVE and r.row.lease_owner == server.incarnation:
-                r.lease_until = lease_until
-
-    async def list(self) -> list[ServerInfo]:
-        return sorted(self.d.servers.values(), key=lambda s: s.name)
-
-    async def request_state(self, name: str, state: str | None) -> ServerInfo:
-        current = self.d.servers.get(name.lower())
-        if current is None:
-            raise NotFoundError(f"The transport server '{name}' has never run with this store")
-        updated = dataclasses.replace(current, requested_state=state)
-        self.d.servers[name.lower()] = updated
-        return updated
-
-    async def active_by_owner(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for r in self.d.recipients.values():
-            if r.row.status == ACTIVE and r.row.lease_owner is not None:
-                out[r.row.lease_owner] = out.get(r.row.lease_owner, 0) + 1
-        return out
-
-
-class MemoryTokens:
-    def __init__(self, data: _Data, clock: Clock) -> None:
-        self.d = data
-        self.clock = clock
-
-    async def create(self, name: str, token_hash: str, read_only: bool) -> AdminToken:
-        if name.lower() in self.d.tokens or any(h == token_hash for h, _ in self.d.tokens.values()):
-            raise ConflictError(f"A token named '{name}' already exists")
-        token = AdminToken(name, read_only, self.clock.now())
-        self.d.tokens[name.lower()] = (token_hash, token)
-        return token
-
-    async def list(self) -> list[AdminToken]:
-        return [t for _, t in sorted(self.d.tokens.values(), key=lambda e: e[1].name.lower())]
-
-    async def delete(self, name: str) -> None:
-        if self.d.tokens.pop(name.lower(), None) is None:
-            raise NotFoundError(f"There is no token named '{name}'")
-
-    async def by_hash(self, token_hash: str) -> AdminToken | None:
-        return next((t for h, t in self.d.tokens.values() if h == token_hash), None)
-
-
 class MemoryStore:
     def __init__(self, clock: Clock = SYSTEM_CLOCK) -> None:
-        data = _Data()
+        data = MemoryData()
         self.connectors = MemoryConnectors(data, clock)
         self.messages = MemoryMessages(data)
         self.queues = MemoryQueues(data)
