@@ -387,6 +387,7 @@ class ClientConnection:
             await self._after_refusal(data_start)
             return Transaction(results)
         if data_start.code != 354:
+            await self._rset()  # the peer still holds MAIL and RCPT: the next transaction must not nest
             return Transaction({**results, **{r: data_start for r in accepted}},
                                failure=data_start if not data_start.ok else None)
         return await self._finish_data(results, accepted, body)

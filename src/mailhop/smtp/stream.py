@@ -3,7 +3,7 @@
 ``readline`` returns one command line (at most ``MAX_COMMAND_LINE`` bytes; a longer one
 is skipped to its end and reported as ``LineTooLong``).  ``read_data`` reads a DATA
 body up to the ``CRLF.CRLF`` terminator and hands it to a sink as it arrives: the
-dot-stuffing removed, bare LF made CRLF, and counted against the size limit.  Beyond
+dot-stuffing removed (the first dot of any line that begins with one), bare LF made CRLF, and counted against the size limit.  Beyond
 the limit nothing more is handed over, but the body is read to its terminator so the
 session stays in step.  Neither keeps more than a read's worth plus one line in
 memory, whatever the size of the message.
@@ -92,7 +92,7 @@ class Input:
             # Hand on whole lines: keep from the last CRLF, which may begin the terminator
             # or a dot-stuffed line; a very long line goes on in pieces, keeping a final CR.
             cut = pending.rfind(b"\r\n")
-            if cut <= 0 and len(pending) > LONG_LINE:
+            if len(pending) - max(cut, 0) > LONG_LINE:  # the unfinished last line is long: on with it too
                 cut = len(pending) - (1 if pending.endswith(b"\r") else 0)
             if cut > 0:
                 out.segment(pending[:cut])
@@ -114,7 +114,9 @@ class _Body:
         self.first = True
 
     def segment(self, raw: bytearray) -> None:
-        data = bytes(raw).replace(b"\r\n..", b"\r\n.")
+        # RFC 5321 4.5.2: the first dot of a line that begins with one goes (as Postfix does);
+        # the terminator's lone dot never reaches here.
+        data = bytes(raw).replace(b"\r\n.", b"\r\n")
         if data.count(b"\n") != data.count(b"\r\n"):
             data = _BARE_LF.sub(b"\r\n", data)  # bare LF: normalize, never relay it
         if self.first:
