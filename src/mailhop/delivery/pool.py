@@ -18,11 +18,13 @@ with it, so the scheduler can put the queue in Retry.  Results go to the
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from mailhop.clock import SYSTEM_CLOCK, Clock
 from mailhop.config import DeliverySettings
 from mailhop.delivery.body import without_internal_headers
 from mailhop.delivery.dns import DnsError, Resolver
@@ -129,12 +131,12 @@ class NextHop:
             return self.jobs.popleft()
         if not connected or self.pool.stopping:
             return None
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[None] = loop.create_future()
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.waiting.append(waiter)
         idle = min(self.pool.settings.connection_cache_time, self.connector.connection_inactivity_timeout)
         # A timer that ends the wait, not wait_for: in 3.11 that makes a task per wait.
-        timer = loop.call_later(idle, _wake, waiter)
+        clock = self.pool.clock
+        timer = clock.call_at(clock.now() + idle, functools.partial(_wake, waiter))
         try:
             await waiter
         finally:
@@ -241,10 +243,11 @@ class DeliveryPool:
         self, settings: DeliverySettings, resolver: Resolver, helo_name: str, load_body: BodyLoader,
         on_result: ResultSink, tls_plan: TlsPlanner = default_tls_plan,
         protocol_log: ProtocolLog | None = None, auth_plan: AuthPlanner = no_auth,
-        opener: Opener = open_session,
+        opener: Opener = open_session, clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.settings = settings
         self.opener = opener
+        self.clock = clock
         self.resolver = resolver
         self.helo_name = helo_name
         self.load_body = load_body

@@ -68,6 +68,11 @@ class Claimer:
         poll = ctx.settings.server.config_poll_interval
         while not stopping():
             self._wake.clear()
+            if self.room() <= 0 or self.membership.draining:
+                # Nothing may be claimed now: wait to be woken (room freed, resumed), not for
+                # mail that is due, or this loop would spin while that mail waits.
+                await self._wake.wait(ctx.clock, poll)
+                continue
             if await self.turn():
                 continue
             timeout = poll

@@ -28,7 +28,7 @@ class Membership:
         self.ctx = ctx
         self.live = live
         self.on_drain = on_drain          # hands back unstarted work; returns how many messages
-        self.on_recovered = on_recovered  # expired leases were freed: claim again
+        self.on_recovered = on_recovered  # leases were freed, or draining ended: claim again
         self.started_at = ctx.clock.now()
         self.draining = False
         # (peers, my index): live servers sharing connectors with this one split the due mail
@@ -76,6 +76,7 @@ class Membership:
             log.warning("draining: not accepting or claiming mail; %d message(s) handed back", handed_back)
         else:
             log.warning("resumed: accepting and delivering mail again")
+            self.on_recovered()  # claim again at once
         await self.heartbeat()
 
     def _share(self, servers: list[ServerInfo]) -> tuple[int, int] | None:

@@ -64,6 +64,7 @@ class Scheduler:
         self.pool = DeliveryPool(
             s.delivery, resolver, s.server.fqdn, self._load_body, self._on_result,
             tls_plan=tls_plan, protocol_log=protocol_log, auth_plan=self.credentials.plan, opener=opener,
+            clock=ctx.clock,
         )
         self.in_flight = 0
         self.stopping = False
@@ -232,6 +233,7 @@ class Scheduler:
         self.writer.add(batch, jobs=1)
 
     def _recorded(self, jobs: int, new_messages: bool) -> None:
+        full = self.in_flight >= self.ctx.settings.queue.max_in_memory
         self.in_flight -= jobs
-        if new_messages:
+        if new_messages or (full and jobs):
             self.wake()

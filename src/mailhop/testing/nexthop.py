@@ -59,9 +59,7 @@ What the sessions answer is what ``ClientConnection`` answers, with the same
   usable (the client says RSET);
 * per-recipient RCPT replies; no recipient accepted: no DATA, ``failure`` None;
 * the DATA command refused: its reply for every accepted recipient and as ``failure``;
-  the session is reset and carries the next message (ClientConnection does not say
-  RSET here when the peer offers PIPELINING, so its next MAIL is refused 503 "nested
-  MAIL command": the one xfail of the contract suite);
+  the session is reset (the client says RSET) and carries the next message;
 * the DATA reply for every accepted recipient, as ``data_reply``, and as ``failure``
   when it is not 2xx; ``messages_sent`` counts every message whose DATA was answered;
 * the peer gone (``disconnect``, ``FakeSession.drop``, or a send on a closed
