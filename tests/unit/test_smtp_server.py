@@ -18,6 +18,7 @@ import pytest
 
 from mailhop.outcome import Reply
 from mailhop.smtp.server import DataSink, Envelope, ServerOptions, Session, SMTPServer
+from mailhop.testing.clock import VirtualClock
 from tests.unit.smtp_helpers import (
     ENHANCED_LINE,
     IO_TIMEOUT,
@@ -590,30 +591,40 @@ async def test_handler_exception_is_451_and_session_continues(smtp: Harness) -> 
 
 
 async def test_idle_timeout_sends_421_and_closes(smtp: Harness) -> None:
-    running = await smtp.start(idle_timeout=0.3)
+    clock = VirtualClock()
+    running = await smtp.start(idle_timeout=300, clock=clock)
     client = await smtp.session(running)
+    await clock.advance(299)
+    assert (await client.cmd("NOOP")).code == 250  # not a moment early
+    await clock.advance(300)
     reply = await client.read_reply()  # nothing sent: the server must speak first
     assert (reply.code, reply.enhanced) == (421, "4.4.2")
     await client.expect_eof()
 
 
 async def test_idle_timeout_counts_from_the_last_command_not_the_session_start(smtp: Harness) -> None:
-    running = await smtp.start(idle_timeout=0.5)
+    clock = VirtualClock()
+    running = await smtp.start(idle_timeout=300, clock=clock)
     client = await smtp.session(running)
-    for _ in range(6):  # 1.5 s in all, three times the idle timeout, never 0.5 s idle
-        await asyncio.sleep(0.25)
+    for _ in range(6):  # 15 minutes in all, three times the idle timeout, never 300 s idle
+        await clock.advance(150)
         assert (await client.cmd("NOOP")).code == 250
+    await clock.advance(300)
     reply = await client.read_reply()
     assert (reply.code, reply.enhanced) == (421, "4.4.2")
     await client.expect_eof()
 
 
 async def test_data_timeout_applies_while_the_body_is_read(smtp: Harness) -> None:
-    running = await smtp.start(idle_timeout=60, data_timeout=0.3)
+    clock = VirtualClock()
+    running = await smtp.start(idle_timeout=60, data_timeout=600, clock=clock)
     client = await smtp.session(running)
     await transaction(client, "a@example.com", ["b@example.com"])
     assert (await client.cmd("DATA")).code == 354
     await client.send(b"Subject: half a message\r\n")  # and then nothing
+    await clock.advance(300)  # past the idle timeout, within the DATA timeout
+    await client.send(b"\r\nstill coming\r\n")
+    await clock.advance(600)
     reply = await client.read_reply()
     assert (reply.code, reply.enhanced) == (421, "4.4.2")
     await client.expect_eof()
