@@ -30,8 +30,9 @@ from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
 from mailhop.errors import ConnectionFailure, StoreError
 from mailhop.outcome import Outcome, Reply
-from mailhop.smtp.client import AuthPlan, ClientConnection, NextHopSession, TlsPlan, Transaction
+from mailhop.smtp.client import ClientConnection
 from mailhop.smtp.outgoing import Body
+from mailhop.smtp.session import AuthPlan, NextHopSession, TlsPlan, Transaction
 from mailhop.testing.nexthop import FakeEndpoint, FakeNextHop, FakeSession
 from tests.support.net import free_port
 

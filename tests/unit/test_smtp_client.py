@@ -13,7 +13,8 @@ from aiosmtpd.controller import Controller
 
 from mailhop.errors import ConnectionFailure
 from mailhop.outcome import Outcome
-from mailhop.smtp.client import ClientConnection, TlsPlan
+from mailhop.smtp.client import ClientConnection
+from mailhop.smtp.session import TlsPlan
 from tests.unit.smtp_helpers import IO_TIMEOUT, TlsMaterial, free_port, make_tls_material
 
 HELO = "mailhop.test.example"

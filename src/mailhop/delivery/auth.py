@@ -15,7 +15,7 @@ from pathlib import Path
 
 from mailhop.errors import ConfigError
 from mailhop.model.connector import SendConnector
-from mailhop.smtp.client import AuthPlan
+from mailhop.smtp.session import AuthPlan
 from mailhop.store.base import Connectors
 
 

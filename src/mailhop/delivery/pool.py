@@ -35,8 +35,9 @@ from mailhop.model.connector import SendConnector
 from mailhop.model.message import Claim
 from mailhop.model.route import DNS
 from mailhop.outcome import Reply
-from mailhop.smtp.client import AuthPlan, ClientConnection, NextHopSession, Opener, TlsPlan
+from mailhop.smtp.client import ClientConnection
 from mailhop.smtp.outgoing import Body
+from mailhop.smtp.session import AuthPlan, NextHopSession, Opener, TlsPlan
 from mailhop.tracking.protocol import ProtocolLog, SessionTrace
 
 log = logging.getLogger(__name__)

@@ -31,7 +31,7 @@ from mailhop.config import CertificateSettings, Settings, TlsSettings
 from mailhop.delivery.endpoints import Endpoint
 from mailhop.errors import ConfigError, ValidationError
 from mailhop.model.connector import SendConnector
-from mailhop.smtp.client import TlsPlan
+from mailhop.smtp.session import TlsPlan
 
 
 def _dn_parts(dn: str) -> frozenset[str]:

@@ -12,7 +12,6 @@ here touches the store.
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -22,12 +21,12 @@ from typing import Any
 from mailhop.errors import ValidationError
 from mailhop.model.address_space import (
     AddressSpace,
-    domain_specificity,
     is_valid_domain,
     parse_address_spaces,
     split_list,
 )
 from mailhop.model.connector_rules import validate
+from mailhop.model.connector_values import SmartHost, check_sender_scope, sender_scope_specificity
 from mailhop.units import format_size, format_timespan, parse_duration, parse_size
 
 USAGES = ("Custom", "Internal", "Internet", "Partner")
@@ -39,77 +38,6 @@ LOGGING_LEVELS = ("None", "Verbose")
 DEFAULT_MAX_MESSAGE_SIZE = 35 * 1024 * 1024
 MAX_MESSAGE_SIZE_LIMIT = 2147483647
 NAME_MAX_LENGTH = 64
-
-
-@dataclass(frozen=True, slots=True)
-class SmartHost:
-    host: str
-    port: int | None = None
-    is_ip: bool = False
-
-    def __str__(self) -> str:
-        text = f"[{self.host}]" if self.is_ip else self.host
-        return f"{text}:{self.port}" if self.port else text
-
-    @classmethod
-    def parse(cls, text: str) -> SmartHost:
-        raw = text.strip()
-        host, port = raw, None
-        m = re.fullmatch(r"\[([^\]]+)\](?::(\d+))?", raw)
-        if m:
-            host, port_text = m.group(1), m.group(2)
-            port = int(port_text) if port_text else None
-        elif raw.count(":") == 1:
-            host, port_text = raw.split(":")
-            if not port_text.isdigit():
-                raise ValidationError(f"SmartHosts: '{raw}' has an invalid port")
-            port = int(port_text)
-        if port is not None and not 1 <= port <= 65535:
-            raise ValidationError(f"SmartHosts: '{raw}' has port {port}, outside 1-65535")
-        try:
-            ipaddress.ip_address(host)
-            return cls(host=host, port=port, is_ip=True)
-        except ValueError:
-            pass
-        if not is_valid_domain(host):
-            raise ValidationError(
-                f"SmartHosts: '{raw}' is neither a host name nor an IP address "
-                "(use host, host:port or [ip])"
-            )
-        return cls(host=host.lower(), port=port)
-
-
-def sender_scope_specificity(scope: str, sender: str) -> int | None:
-    """How specifically a sender scope matches an envelope sender.
-
-    ``user@contoso.com`` (3) > ``contoso.com`` (2) > ``*.contoso.com`` (1).
-    The null sender matches no scope.
-    """
-    if not sender:
-        return None
-    sender = sender.lower()
-    scope = scope.lower()
-    if "@" in scope:
-        return 3 if sender == scope else None
-    domain = sender.rpartition("@")[2]
-    spec = domain_specificity(scope, domain)
-    if spec is None:
-        return None
-    return 2 if spec[1] else 1
-
-
-def _check_sender_scope(text: str) -> str:
-    value = text.strip().lower()
-    if "@" in value:
-        local, _, domain = value.rpartition("@")
-        if local and is_valid_domain(domain) and not re.search(r"[\s<>]", local):
-            return value
-    elif (value.startswith("*.") and is_valid_domain(value[2:])) or is_valid_domain(value):
-        return value
-    raise ValidationError(
-        f"SenderDomains: '{text}' is not a domain (contoso.com, *.contoso.com) "
-        "or an address (user@contoso.com)"
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,7 +202,7 @@ def _smart_hosts(value: Any) -> tuple[SmartHost, ...]:
 
 
 def _sender_domains(value: Any) -> tuple[str, ...]:
-    return tuple(_check_sender_scope(v) for v in split_list(value if isinstance(value, list | tuple) else str(value)))
+    return tuple(check_sender_scope(v) for v in split_list(value if isinstance(value, list | tuple) else str(value)))
 
 
 def _address_spaces(value: Any) -> tuple[AddressSpace, ...]:

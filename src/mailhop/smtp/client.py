@@ -1,7 +1,5 @@
 """The SMTP client session towards one next-hop endpoint, on asyncio streams.
 
-(What it writes in DATA is in ``smtp.outgoing``; how it names failures in ``smtp.failures``.)
-
 ``ClientConnection.open`` connects (implicit TLS when planned), reads the greeting,
 says EHLO (HELO when forced or when EHLO is refused), negotiates STARTTLS as the
 ``TlsPlan`` demands and authenticates as the ``AuthPlan`` says.  ``send`` runs one
@@ -15,8 +13,9 @@ showed in profiles of ``make bench``.  The session logic here is small.
 
 Every socket, ssl and protocol error is translated here into a ``ConnectionFailure``
 (the endpoint could not be used: try the next one; always 4xx) or a per-recipient
-``Reply``; nothing above this module sees a library exception.  Classification
-(rule 2): 2xx delivered, 4xx, timeouts and unknown errors temporary, 5xx permanent.
+``Reply`` (worded in ``smtp.failures``); nothing above this module sees a library
+exception.  Classification (rule 2): 2xx delivered, 4xx, timeouts and unknown errors
+temporary, 5xx permanent.  What it writes in DATA is in ``smtp.outgoing``.
 """
 
 from __future__ import annotations
@@ -25,9 +24,7 @@ import asyncio
 import base64
 import contextlib
 import ssl
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
 
 from mailhop.errors import ConnectionFailure, MailhopError, ProtocolError
 from mailhop.outcome import Reply
@@ -39,77 +36,9 @@ from mailhop.smtp.failures import (
     transaction_error_reply,
 )
 from mailhop.smtp.outgoing import Body, DotStuffer, dot_stuff
+from mailhop.smtp.session import AuthPlan, TlsPlan, Trace, Transaction, no_verify_context
 
-Trace = Callable[[str, str], None]  # (event, data): Exchange's protocol log event characters
 MAX_REPLY_LINES = 100
-
-
-@dataclass(frozen=True, slots=True)
-class TlsPlan:
-    """What to do about TLS on this connection (decided by delivery, not here)."""
-
-    starttls: bool = True          # use STARTTLS when offered
-    required: bool = False         # fail rather than send in clear text
-    context: ssl.SSLContext | None = None
-    server_hostname: str | None = None
-    implicit: bool = False         # TLS from the first byte (port 465)
-    # Called with the verified peer certificate; returns why it is refused, or None.
-    verify_peer: Callable[[dict[str, Any]], str | None] | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class AuthPlan:
-    """Credentials for the next hop; the secret is never logged."""
-
-    username: str
-    secret: str
-    xoauth2: bool = False
-    require_tls: bool = False      # BasicAuthRequireTLS: no credentials in clear text
-
-
-@dataclass(slots=True)
-class Transaction:
-    """The outcome of one MAIL/RCPT/DATA transaction."""
-
-    recipients: dict[str, Reply]
-    # Whole-transaction failure (MAIL or DATA refused, connection lost): retry elsewhere if temporary.
-    failure: Reply | None = None
-    data_reply: Reply | None = None
-
-
-def _no_verify_context() -> ssl.SSLContext:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
-
-
-class NextHopSession(Protocol):
-    """An open SMTP session to one endpoint, as delivery uses it (``ClientConnection`` is the
-    real one; ``mailhop.testing.nexthop`` has a scripted fake under the same contract)."""
-
-    host: str
-    ip: str
-    port: int
-    messages_sent: int
-    tls_version: str | None
-    tls_cipher: str | None
-
-    @property
-    def usable(self) -> bool: ...
-
-    async def send(self, sender: str, recipients: list[str], body: Body, *, eight_bit: bool = False,
-                   smtputf8: bool = False) -> Transaction: ...
-
-    async def close(self) -> None: ...
-
-
-class Opener(Protocol):
-    """Opens a session (``ClientConnection.open``): ConnectionFailure, always 4xx, when it cannot."""
-
-    async def __call__(self, host: str, ip: str, port: int, helo: str, *, tls: TlsPlan, connect_timeout: float,
-                       command_timeout: float, force_helo: bool = False, trace: Trace | None = None,
-                       auth: AuthPlan | None = None) -> NextHopSession: ...
 
 
 @dataclass(slots=True)
@@ -190,7 +119,7 @@ class ClientConnection:
             async with asyncio.timeout(connect_timeout):
                 reader, writer = await asyncio.open_connection(
                     ip, port, limit=64 * 1024,
-                    ssl=(tls.context or _no_verify_context()) if tls.implicit else None,
+                    ssl=(tls.context or no_verify_context()) if tls.implicit else None,
                     server_hostname=(tls.server_hostname or "") if tls.implicit else None,
                 )
                 conn = cls(host, ip, port, reader, writer, helo, command_timeout, trace=trace)
@@ -209,7 +138,7 @@ class ClientConnection:
                         raise ConnectionFailure(Reply(451, "4.4.0", (
                             f"TLS is required but {conn._where} refused STARTTLS: {answer}")), "starttls")
                 else:
-                    await writer.start_tls(tls.context or _no_verify_context(), server_hostname=tls.server_hostname,
+                    await writer.start_tls(tls.context or no_verify_context(), server_hostname=tls.server_hostname,
                                            ssl_handshake_timeout=connect_timeout)
                     conn._note_tls(tls)
                     stage = "after-tls"

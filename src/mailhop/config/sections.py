@@ -1,34 +1,26 @@
-"""The server configuration: one typed schema, every default in this file.
+"""The sections of the server configuration, each with its defaults (``[server]``, ``[queue]``...).
 
-Precedence: the TOML file (``--config``, default ``./mailhop.toml``; embedded
-defaults when it does not exist), then ``MAILHOP_<SECTION>_<KEY>`` environment
-variables (``MAILHOP_SERVER_NAME=EXCH02``), then command-line flags.  A broken
-file, an unknown key or a bad value raises ``ConfigError`` with one line that
-names the key.
+Every default of mailhop lives in these classes (and in ``config.receive`` for
+``[[receive_connectors]]``); ``config.Settings`` puts them together.  A bad value raises
+``ValueError`` naming it; ``config.load`` turns that into one ``ConfigError`` line.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
 import socket
-import tomllib
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
-from pydantic import ValidationError as PydanticValidationError
 
-from mailhop.errors import ConfigError
 from mailhop.model.address_space import is_valid_domain
 from mailhop.units import parse_duration, parse_size
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 Size = Annotated[int | None, BeforeValidator(parse_size)]
 
-DEFAULT_CONFIG_FILE = "mailhop.toml"
 
 
 def _default_name() -> str:
@@ -40,11 +32,11 @@ def _default_fqdn() -> str:
     return fqdn if is_valid_domain(fqdn) else "localhost.localdomain"
 
 
-class _Section(BaseModel):
+class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class ServerSettings(_Section):
+class ServerSettings(Section):
     name: str = Field(default_factory=_default_name)
     fqdn: str = Field(default_factory=_default_fqdn)
     data_dir: Path = Path("data")
@@ -106,65 +98,6 @@ def parse_ip_range(text: str) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Add
     return net[0], net[-1]
 
 
-class ReceiveConnectorSettings(_Section):
-    name: str
-    bind: str = "127.0.0.1:2525"
-    # Who may relay without AUTH: single IPs, CIDR blocks, or a-b ranges.
-    remote_ip_ranges: list[str] = Field(default_factory=lambda: ["127.0.0.0/8", "::1"])
-    max_message_size: Size = 36 * 1024 * 1024
-    max_recipients_per_message: int = Field(default=5000, ge=1)
-    # Idle time allowed between commands before the session is dropped.
-    connection_timeout: Duration = 300.0
-    # Name in the banner and the Received: stamp; defaults to [server] fqdn.
-    fqdn: str | None = None
-    max_inbound_connections: int = Field(default=5000, ge=1)
-    protocol_logging_level: str = "None"
-    # STARTTLS with this certificate (PEM chain) and key.
-    tls_certificate: Path | None = None
-    tls_key: Path | None = None
-    # Refuse MAIL before STARTTLS (530 5.7.0).
-    require_tls: bool = False
-    # Offer AUTH PLAIN/LOGIN (users from [server] users_file), only after STARTTLS.
-    auth: bool = True
-    # Delay before answering a failed AUTH, growing with each failure of the session.
-    failed_login_delay: Duration = 1.0
-
-    @model_validator(mode="after")
-    def _tls_pair(self) -> ReceiveConnectorSettings:
-        if (self.tls_certificate is None) != (self.tls_key is None):
-            raise ValueError("tls_certificate and tls_key go together")
-        if self.require_tls and self.tls_certificate is None:
-            raise ValueError("require_tls needs tls_certificate and tls_key")
-        return self
-
-    @field_validator("remote_ip_ranges")
-    @classmethod
-    def _ranges(cls, v: list[str]) -> list[str]:
-        for item in v:
-            try:
-                parse_ip_range(item)
-            except ValueError:
-                raise ValueError(f"'{item}' is not an IP address, CIDR block or a-b range") from None
-        return v
-
-    @field_validator("bind")
-    @classmethod
-    def _bind(cls, v: str) -> str:
-        split_hostport(v)
-        return v
-
-    @field_validator("protocol_logging_level")
-    @classmethod
-    def _logging(cls, v: str) -> str:
-        for choice in ("None", "Verbose"):
-            if v.lower() == choice.lower():
-                return choice
-        raise ValueError("must be None or Verbose")
-
-    def ranges(self) -> list[tuple[Any, Any]]:
-        return [parse_ip_range(r) for r in self.remote_ip_ranges]
-
-
 def split_hostport(value: str) -> tuple[str, int]:
     m = re.fullmatch(r"\[([^\]]+)\]:(\d+)|([^:\[\]]*):(\d+)", value.strip())
     if not m:
@@ -176,7 +109,7 @@ def split_hostport(value: str) -> tuple[str, int]:
     return host, port
 
 
-class QueueSettings(_Section):
+class QueueSettings(Section):
     # Retry of individual messages, and the steady retry interval of a queue in Retry.
     message_retry_interval: Duration = 300.0
     message_expiration_timeout: Duration = 2 * 86400.0
@@ -204,7 +137,7 @@ class QueueSettings(_Section):
         return self
 
 
-class DeliverySettings(_Section):
+class DeliverySettings(Section):
     max_outbound_connections: int = Field(default=1000, ge=1)
     max_per_domain_outbound_connections: int = Field(default=20, ge=1)
     connect_timeout: Duration = 30.0
@@ -217,7 +150,7 @@ class DeliverySettings(_Section):
     max_mx_hosts: int = Field(default=5, ge=1, le=50)
 
 
-class DnsSettings(_Section):
+class DnsSettings(Section):
     # DNS servers as "ip" or "ip:port"; empty: the system's resolver (/etc/resolv.conf).
     nameservers: list[str] = Field(default_factory=list)
     # Exchange's fixed timeouts: 5 seconds a server, 1 minute for the whole query.
@@ -242,7 +175,7 @@ class DnsSettings(_Section):
         return v
 
 
-class TrackingSettings(_Section):
+class TrackingSettings(Section):
     enabled: bool = True
     max_file_size: Size = 10 * 1024 * 1024
     max_age: Duration = 30 * 86400.0
@@ -250,14 +183,14 @@ class TrackingSettings(_Section):
     subject_logging: bool = True
 
 
-class ProtocolLogSettings(_Section):
+class ProtocolLogSettings(Section):
     # Shared by every connector whose ProtocolLoggingLevel is Verbose (Exchange's defaults).
     max_file_size: Size = 10 * 1024 * 1024
     max_age: Duration = 30 * 86400.0
     max_directory_size: Size = 250 * 1024 * 1024
 
 
-class TlsSettings(_Section):
+class TlsSettings(Section):
     # Trust anchors for CertificateValidation/DomainValidation: the system store, plus
     # (or, with use_system_ca = false, instead of) the CAs in ca_file.
     ca_file: Path | None = None
@@ -272,14 +205,14 @@ class TlsSettings(_Section):
         return self
 
 
-class CertificateSettings(_Section):
+class CertificateSettings(Section):
     # The name connectors use in TlsCertificateName (its <I>issuer<S>subject form works too).
     name: str
     cert_file: Path
     key_file: Path
 
 
-class AdminSettings(_Section):
+class AdminSettings(Section):
     # The REST API and web console; loopback by default, and every request needs a token.
     enabled: bool = True
     bind: str = "127.0.0.1:8025"
@@ -293,111 +226,7 @@ class AdminSettings(_Section):
         return v
 
 
-class ClusterSettings(_Section):
+class ClusterSettings(Section):
     # A lease not renewed for this long belongs to a dead server; another takes its mail.
     lease_timeout: Duration = 60.0
     heartbeat_interval: Duration = 10.0
-
-
-class Settings(_Section):
-    server: ServerSettings = Field(default_factory=ServerSettings)
-    receive_connectors: list[ReceiveConnectorSettings] = Field(default_factory=list)
-    queue: QueueSettings = Field(default_factory=QueueSettings)
-    delivery: DeliverySettings = Field(default_factory=DeliverySettings)
-    dns: DnsSettings = Field(default_factory=DnsSettings)
-    tracking: TrackingSettings = Field(default_factory=TrackingSettings)
-    protocol_log: ProtocolLogSettings = Field(default_factory=ProtocolLogSettings)
-    cluster: ClusterSettings = Field(default_factory=ClusterSettings)
-    tls: TlsSettings = Field(default_factory=TlsSettings)
-    admin: AdminSettings = Field(default_factory=AdminSettings)
-    certificates: list[CertificateSettings] = Field(default_factory=list)
-
-    @model_validator(mode="after")
-    def _defaults_and_checks(self) -> Settings:
-        if not self.receive_connectors:
-            default = ReceiveConnectorSettings(name=f"Default {self.server.name}")
-            object.__setattr__(self, "receive_connectors", [default])
-        names = [c.name.lower() for c in self.receive_connectors]
-        if len(set(names)) != len(names):
-            raise ValueError("receive_connectors: two connectors have the same name")
-        certs = [c.name.lower() for c in self.certificates]
-        if len(set(certs)) != len(certs):
-            raise ValueError("certificates: two certificates have the same name")
-        binds = [split_hostport(c.bind) for c in self.receive_connectors]
-        if len(set(binds)) != len(binds):
-            raise ValueError("receive_connectors: two connectors have the same bind address")
-        return self
-
-    @property
-    def data_dir(self) -> Path:
-        return self.server.data_dir
-
-    @property
-    def sqlite_path(self) -> Path:
-        store = self.server.store
-        if store.startswith("sqlite:") and store != "sqlite:":
-            return Path(store.removeprefix("sqlite:").removeprefix("//"))
-        return self.server.data_dir / "mailhop.db"
-
-
-def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
-    sections = {
-        "server": ServerSettings, "queue": QueueSettings, "delivery": DeliverySettings, "dns": DnsSettings,
-        "tracking": TrackingSettings, "cluster": ClusterSettings, "protocol_log": ProtocolLogSettings,
-        "tls": TlsSettings, "admin": AdminSettings,
-    }
-    for section, model in sections.items():
-        for key, info in model.model_fields.items():  # type: ignore[attr-defined]
-            var = f"MAILHOP_{section}_{key}".upper()
-            if var in environ:
-                value: Any = environ[var]
-                if info.annotation is list or str(info.annotation).startswith("list"):
-                    value = [v.strip() for v in value.split(",") if v.strip()]
-                out.setdefault(section, {})[key] = value
-    return out
-
-
-def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
-def load(
-    path: str | Path | None = None,
-    overrides: Mapping[str, Any] | None = None,
-    environ: Mapping[str, str] | None = None,
-) -> Settings:
-    """Read the file (if any), apply environment and flag overrides, validate."""
-    explicit = path is not None
-    file = Path(path) if path is not None else Path(DEFAULT_CONFIG_FILE)
-    data: dict[str, Any] = {}
-    if file.exists():
-        try:
-            data = tomllib.loads(file.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{file}: not valid TOML: {exc}") from None
-        except OSError as exc:
-            raise ConfigError(f"{file}: cannot be read: {exc.strerror}") from None
-    elif explicit and str(file) != DEFAULT_CONFIG_FILE:
-        raise ConfigError(f"{file}: no such configuration file")
-    data = _merge(data, _env_overrides(os.environ if environ is None else environ))
-    if overrides:
-        data = _merge(data, overrides)
-    return from_mapping(data, str(file) if file.exists() else "configuration")
-
-
-def from_mapping(data: Mapping[str, Any], source: str = "configuration") -> Settings:
-    """Validate settings given as a mapping (the parsed file); ConfigError names the bad key."""
-    try:
-        return Settings.model_validate(data)
-    except PydanticValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "config"
-        message = err["msg"].removeprefix("Value error, ")
-        raise ConfigError(f"{source}: {where}: {message}") from None

@@ -1,0 +1,69 @@
+"""``[[receive_connectors]]``: Exchange's receive connector settings, with their defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator, model_validator
+
+from mailhop.config.sections import Duration, Section, Size, parse_ip_range, split_hostport
+
+
+class ReceiveConnectorSettings(Section):
+    name: str
+    bind: str = "127.0.0.1:2525"
+    # Who may relay without AUTH: single IPs, CIDR blocks, or a-b ranges.
+    remote_ip_ranges: list[str] = Field(default_factory=lambda: ["127.0.0.0/8", "::1"])
+    max_message_size: Size = 36 * 1024 * 1024
+    max_recipients_per_message: int = Field(default=5000, ge=1)
+    # Idle time allowed between commands before the session is dropped.
+    connection_timeout: Duration = 300.0
+    # Name in the banner and the Received: stamp; defaults to [server] fqdn.
+    fqdn: str | None = None
+    max_inbound_connections: int = Field(default=5000, ge=1)
+    protocol_logging_level: str = "None"
+    # STARTTLS with this certificate (PEM chain) and key.
+    tls_certificate: Path | None = None
+    tls_key: Path | None = None
+    # Refuse MAIL before STARTTLS (530 5.7.0).
+    require_tls: bool = False
+    # Offer AUTH PLAIN/LOGIN (users from [server] users_file), only after STARTTLS.
+    auth: bool = True
+    # Delay before answering a failed AUTH, growing with each failure of the session.
+    failed_login_delay: Duration = 1.0
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ReceiveConnectorSettings:
+        if (self.tls_certificate is None) != (self.tls_key is None):
+            raise ValueError("tls_certificate and tls_key go together")
+        if self.require_tls and self.tls_certificate is None:
+            raise ValueError("require_tls needs tls_certificate and tls_key")
+        return self
+
+    @field_validator("remote_ip_ranges")
+    @classmethod
+    def _ranges(cls, v: list[str]) -> list[str]:
+        for item in v:
+            try:
+                parse_ip_range(item)
+            except ValueError:
+                raise ValueError(f"'{item}' is not an IP address, CIDR block or a-b range") from None
+        return v
+
+    @field_validator("bind")
+    @classmethod
+    def _bind(cls, v: str) -> str:
+        split_hostport(v)
+        return v
+
+    @field_validator("protocol_logging_level")
+    @classmethod
+    def _logging(cls, v: str) -> str:
+        for choice in ("None", "Verbose"):
+            if v.lower() == choice.lower():
+                return choice
+        raise ValueError("must be None or Verbose")
+
+    def ranges(self) -> list[tuple[Any, Any]]:
+        return [parse_ip_range(r) for r in self.remote_ip_ranges]
