@@ -784,3 +784,35 @@ async def test_auth_undecodable_response_is_501(smtp: Harness) -> None:
     assert reply.code == 501
     assert running.handler.auths == []
     assert running.session.auth_user is None
+
+
+# --- hostile clients --------------------------------------------------------------------------
+
+
+async def test_a_client_that_pipelines_and_never_reads_cannot_grow_the_servers_memory(smtp: Harness) -> None:
+    """Replies pile up no further than OUT_CAP plus the transport's buffer; then the session stops
+    reading (backpressure).  The old server held every reply while a partial line was buffered:
+    42 MB for 3 MB sent."""
+    out_cap = 64 * 1024  # mailhop.smtp.server.OUT_CAP
+    running = await smtp.start()
+    client = await smtp.connect(running)
+    payload = b"EHLO client.example\r\n" + b"NOOP\r\n" * 500_000  # 3 MB of commands, 7 MB of replies
+
+    async def push() -> None:
+        view = memoryview(payload)
+        for start in range(0, len(view), 65_536):
+            client.writer.write(view[start:start + 65_536])
+            await client.writer.drain()
+
+    pusher = asyncio.create_task(push())
+    [conn] = list(running.server._sessions.values())
+    peak = 0
+    for _ in range(300):  # the assertion holds at every sample; a slow machine only samples less
+        await asyncio.sleep(0.005)
+        held = sum(map(len, conn.out)) + conn.writer.transport.get_write_buffer_size()  # type: ignore[attr-defined]
+        peak = max(peak, held)
+        if pusher.done():
+            break
+    assert peak <= out_cap + 2 * 65_536, f"{peak} bytes of replies held for a client that does not read"
+    pusher.cancel()
+    await asyncio.gather(pusher, return_exceptions=True)

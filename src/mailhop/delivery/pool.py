@@ -93,6 +93,16 @@ async def no_auth(connector: SendConnector) -> AuthPlan | None:
     return None
 
 
+async def _close(conn: NextHopSession) -> None:
+    """QUIT and close; a session that fails even at that is simply dropped."""
+    try:
+        await conn.close()
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("closing the session to %s failed", conn.ip)
+
+
 def _wake(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_result(None)
@@ -156,9 +166,20 @@ class NextHop:
                     not conn.usable or conn.messages_sent >= job.connector.smtp_max_messages_per_connection
                     or job.connector != opened_for  # edited since: TLS, auth or hosts may differ
                 ):
-                    await conn.close()
+                    await _close(conn)
                     conn = None
-                result, conn = await self._deliver(job, conn)
+                try:
+                    result, conn = await self._deliver(job, conn)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # whatever went wrong, every recipient of the job gets a result
+                    log.exception("delivery of message %s to %s failed", job.claim.message.id, self.next_hop)
+                    reply = Reply(451, "4.3.0", f"SMTPSEND.InternalError; the delivery attempt failed: "
+                                                f"{type(exc).__name__}")
+                    result = JobResult(job, {r.id: reply for r in job.claim.recipients})
+                    if conn is not None:
+                        await _close(conn)
+                        conn = None
                 opened_for = job.connector
                 self.pool.on_result(result)
                 if result.hop_failure:
@@ -173,12 +194,15 @@ class NextHop:
         except Exception:
             log.exception("delivery worker for %s failed", self.next_hop)
         finally:
-            if conn is not None:
-                await conn.close()
+            # The slots first: nothing below may keep them taken.
             self.workers -= 1
             self.pool.connections -= 1
-            self.pool.next_hop_idle(self)
-            self._maybe_spawn()
+            try:
+                if conn is not None:
+                    await _close(conn)
+            finally:
+                self.pool.next_hop_idle(self)
+                self._maybe_spawn()
 
     async def _deliver(self, job: Job, conn: NextHopSession | None) -> tuple[JobResult, NextHopSession | None]:
         claim = job.claim
@@ -206,7 +230,7 @@ class NextHop:
             result = await attempt(conn)
             if result is not None:
                 return result, conn
-            await conn.close()
+            await _close(conn)
             conn = None
         try:
             endpoints = await self.pool.endpoints(job.connector, job.next_hop)
@@ -229,7 +253,7 @@ class NextHop:
             result = await attempt(conn)
             if result is not None:
                 return result, conn
-            await conn.close()
+            await _close(conn)
             conn = None
         if not errors:
             reply = Reply(451, "4.4.0", f"No endpoint to deliver to for {job.next_hop}")

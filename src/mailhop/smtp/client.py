@@ -21,13 +21,13 @@ temporary, 5xx permanent.  What it writes in DATA is in ``smtp.outgoing``.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import ssl
 from dataclasses import dataclass, field
 
-from mailhop.errors import ConnectionFailure, MailhopError, ProtocolError
+from mailhop.errors import ConnectionFailure, LineTooLong, MailhopError, ProtocolError
 from mailhop.outcome import Reply
+from mailhop.smtp.client_auth import authenticate
 from mailhop.smtp.deadline import ReadTimer
 from mailhop.smtp.failures import (
     connection_error_reply,
@@ -39,6 +39,8 @@ from mailhop.smtp.outgoing import Body, DotStuffer, dot_stuff
 from mailhop.smtp.session import AuthPlan, TlsPlan, Trace, Transaction, no_verify_context
 
 MAX_REPLY_LINES = 100
+MAX_REPLY_LINE = 8 * 1024   # RFC 5321 says 512; real servers write longer texts
+MAX_REPLY = 64 * 1024
 
 
 @dataclass(slots=True)
@@ -74,16 +76,26 @@ class ClientConnection:
         self.writer.write(data)
 
     async def _reply_lines(self) -> list[bytes]:
+        """One reply's lines; a line over ``MAX_REPLY_LINE`` bytes, a reply over ``MAX_REPLY_LINES``
+        lines or ``MAX_REPLY`` bytes is a ProtocolError (the connection ends, the hop is not
+        trusted to be in step any more), never read on as the next replies."""
         lines: list[bytes] = []
+        size = 0
         while True:
-            line = await self.reader.readline()
+            try:
+                line = await self.reader.readline()
+            except ValueError:  # the StreamReader's limit (MAX_REPLY_LINE) was exceeded
+                raise LineTooLong(f"a reply line of more than {MAX_REPLY_LINE} bytes") from None
             if not line.endswith(b"\n"):
                 raise ProtocolError("the connection was closed")
             if len(line) < 4 or not line[:3].isdigit() or line[3:4] not in (b" ", b"-", b"\r", b"\n"):
                 raise ProtocolError(f"not an SMTP reply: {line[:80]!r}")
             lines.append(line)
-            if line[3:4] != b"-" or len(lines) > MAX_REPLY_LINES:
+            size += len(line)
+            if line[3:4] != b"-":
                 return lines
+            if len(lines) >= MAX_REPLY_LINES or size > MAX_REPLY:
+                raise ProtocolError(f"a reply of more than {MAX_REPLY_LINES} lines or {MAX_REPLY} bytes")
 
     async def _reply(self, timeout: float | None = None) -> Reply:
         """One (possibly multi-line) reply."""
@@ -118,7 +130,7 @@ class ClientConnection:
         try:
             async with asyncio.timeout(connect_timeout):
                 reader, writer = await asyncio.open_connection(
-                    ip, port, limit=64 * 1024,
+                    ip, port, limit=MAX_REPLY_LINE,
                     ssl=(tls.context or no_verify_context()) if tls.implicit else None,
                     server_hostname=(tls.server_hostname or "") if tls.implicit else None,
                 )
@@ -138,6 +150,13 @@ class ClientConnection:
                         raise ConnectionFailure(Reply(451, "4.4.0", (
                             f"TLS is required but {conn._where} refused STARTTLS: {answer}")), "starttls")
                 else:
+                    # Anything after the 220 came before the handshake, so not from the TLS peer:
+                    # a man in the middle appending replies (a forged EHLO answer). No await from
+                    # this check to start_tls, which stops the transport reading at once.
+                    if getattr(reader, "_buffer", None):  # no public API shows what it holds
+                        raise ConnectionFailure(Reply(451, "4.4.0", (
+                            f"{conn._where} sent data after its 220 to STARTTLS, before the TLS handshake; "
+                            "the connection was dropped")), "starttls")
                     await writer.start_tls(tls.context or no_verify_context(), server_hostname=tls.server_hostname,
                                            ssl_handshake_timeout=connect_timeout)
                     conn._note_tls(tls)
@@ -149,7 +168,7 @@ class ClientConnection:
                     "(not supported, or stripped on the way); nothing was sent")), "starttls")
             if auth is not None:
                 stage = "auth"
-                await conn._authenticate(auth)
+                await authenticate(conn, auth)
         except ConnectionFailure as exc:
             if trace is not None:
                 trace("*", f"failed: {exc.reply}")
@@ -209,50 +228,6 @@ class ClientConnection:
             if problem:
                 raise ConnectionFailure(Reply(451, "4.4.0", (
                     f"TLS certificate name mismatch at {self._where}: {problem}")), "starttls")
-
-    async def _authenticate(self, auth: AuthPlan) -> None:
-        where = self._where
-        if auth.require_tls and self.tls_version is None:
-            mechanism_name = "XOAUTH2" if auth.xoauth2 else "BasicAuthRequireTLS"
-            raise ConnectionFailure(Reply(451, "4.7.0", (
-                f"{mechanism_name}: {where} did not offer TLS, so the credentials were not sent")), "auth")
-        offered = self.extensions.get("auth", "").upper().split()
-        if auth.xoauth2:
-            mechanism = "XOAUTH2" if "XOAUTH2" in offered else None
-        else:
-            mechanism = next((m for m in ("PLAIN", "LOGIN") if m in offered), None)
-        if mechanism is None:
-            wanted = "XOAUTH2" if auth.xoauth2 else "PLAIN or LOGIN"
-            raise ConnectionFailure(Reply(451, "4.7.0", (
-                f"{where} offers no usable AUTH mechanism: wanted {wanted}, offered {' '.join(offered) or 'none'}")),
-                "auth")
-
-        def b64(text: str) -> str:
-            return base64.b64encode(text.encode("utf-8")).decode("ascii")
-
-        self._trace(">", f"AUTH {mechanism} ****")
-        if mechanism == "PLAIN":
-            self._write(f"AUTH PLAIN {b64(chr(0) + auth.username + chr(0) + auth.secret)}\r\n", log=False)
-            answer = await self._reply()
-        elif mechanism == "XOAUTH2":
-            self._write(f"AUTH XOAUTH2 {b64(f'user={auth.username}{chr(1)}auth=Bearer {auth.secret}{chr(1)}{chr(1)}')}\r\n",
-                        log=False)
-            answer = await self._reply()
-            if answer.code == 334:  # an error report in a challenge: answer it empty to get the final reply
-                self._write("\r\n", log=False)
-                answer = await self._reply()
-        else:
-            answer = await self._command("AUTH LOGIN")
-            if answer.code == 334:
-                self._write(f"{b64(auth.username)}\r\n", log=False)
-                answer = await self._reply()
-            if answer.code == 334:
-                self._write(f"{b64(auth.secret)}\r\n", log=False)
-                answer = await self._reply()
-        if answer.code != 235:
-            raise ConnectionFailure(Reply(451, "4.7.0", f"AUTH {mechanism} as {auth.username} to {where} "
-                                          f"was refused: {answer}"), "auth")
-        self.authenticated_as = auth.username
 
     # --- transactions ---------------------------------------------------------------------
 

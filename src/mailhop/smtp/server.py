@@ -40,6 +40,7 @@ from mailhop.smtp.stream import MAX_COMMAND_LINE, Input
 log = logging.getLogger(__name__)
 
 MAX_ERRORS = 10
+OUT_CAP = 64 * 1024  # replies held back for pipelining, at most
 _session_ids = itertools.count(1)
 
 
@@ -208,6 +209,7 @@ class _Connection:
         self.session = Session(peer_ip=peer[0], peer_port=peer[1], local_ip=local[0], local_port=local[1])
         self.busy = False
         self.out: list[bytes] = []
+        self._out_size = 0
         self.errors = 0
         self.closed = False
 
@@ -221,14 +223,20 @@ class _Connection:
         if self.server.protocol_log is not None:
             for line in reply.lines():
                 self._log(">", line)
-        self.out.append(reply.wire())
+        wire = reply.wire()
+        self.out.append(wire)
+        self._out_size += len(wire)
 
     async def flush(self, force: bool = False) -> None:
-        # PIPELINING: replies to commands that arrived together leave together.
-        if not self.out or (self.input.buf and not force):
+        # PIPELINING: replies to commands that arrived together leave together, up to
+        # OUT_CAP bytes; beyond that they are written, and drain() waits while the client does
+        # not read: a client that pipelines and never reads stops the session, not the memory.
+        # Held back only while a whole command is waiting; a partial line may wait for our reply.
+        if not self.out or (not force and b"\n" in self.input.buf and self._out_size < OUT_CAP):
             return
         self.writer.write(b"".join(self.out))
         self.out.clear()
+        self._out_size = 0
         await self.writer.drain()
 
     def close_now(self, reply: Reply | None) -> None:
@@ -373,14 +381,21 @@ class _Connection:
         if arg:
             self.reply(Reply(501, "5.5.4", "Syntax: STARTTLS"))
             return True
-        # Discard anything pipelined after STARTTLS (CVE-2011-0411 style injection), in our
-        # buffer and in the StreamReader's (no public API empties it).
+        # Nothing received before the handshake may be read after it (CVE-2011-0411): what a
+        # client sent after STARTTLS in clear text, pipelined with it or while the 220 drains,
+        # is discarded, from our buffer and the StreamReader's (no public API empties it).
+        self.reply(Reply(220, "2.0.0", "SMTP server ready"))
+        await self.flush(force=True)
+        discarded = len(self.input.buf)
         self.input.buf.clear()
         pending = getattr(self.reader, "_buffer", None)
         if isinstance(pending, bytearray):
+            discarded += len(pending)
             pending.clear()
-        self.reply(Reply(220, "2.0.0", "SMTP server ready"))
-        await self.flush(force=True)
+        if discarded:
+            self._log("*", f"{discarded} byte(s) sent after STARTTLS before the TLS handshake: discarded")
+        # No await from the clearing to start_tls: the transport stops reading synchronously
+        # inside it, so any later byte goes to the TLS layer, never to this reader in clear.
         try:
             await self.writer.start_tls(self.options.tls_context, ssl_handshake_timeout=60)
         except (ssl.SSLError, OSError, TimeoutError) as exc:
