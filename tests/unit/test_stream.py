@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
+import re
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TypeVar
 from unittest import mock
@@ -100,7 +101,7 @@ def reference_data(data: bytes) -> tuple[bytes, bytes] | None:
             return b"".join(out), data[pos:]
         if line.startswith(b"."):  # RFC 5321 4.5.2: the first dot of such a line goes
             line = line[1:]
-        out.append(line.replace(b"\n", b"\r\n") + b"\r\n")
+        out.append(re.sub(rb"\r|\n", b"\r\n", line) + b"\r\n")  # inside a line, CR and LF are bare
 
 
 class Sink:
@@ -132,7 +133,7 @@ def test_the_reference_itself() -> None:
     assert reference_data(b"..a\r\n...\r\n.b\r\n.\r\n") == (b".a\r\n..\r\nb\r\n", b"")
     assert reference_data(b"a\nb\r\n\n.\r\n") is None  # "\n." is no line start
     assert reference_data(b"a\nb\r\n\n.\r\n.\r\n") == (b"a\r\nb\r\n\r\n.\r\n", b"")
-    assert reference_data(b"x\r\r\n.\r\n") == (b"x\r\r\n", b"")
+    assert reference_data(b"x\r\r\n.\r\n") == (b"x\r\n\r\n", b"")
     assert reference_data(b"a\r\n.\r") is None
     assert split_at(b"abcdef", [3, 0, 6, 3, 1]) == [b"a", b"bc", b"def"]
 
@@ -197,7 +198,7 @@ TRICKY = (b"..lead\r\n.\r\r\n..\r\n...\r\nbare\nlf\r\n\n..x\r\n\r\n.y\r\nend\r"
 
 async def test_tricky_body_split_at_every_pair_of_points() -> None:
     expected = reference_data(TRICKY)
-    assert expected == (b".lead\r\n\r\r\n.\r\n..\r\nbare\r\nlf\r\n\r\n..x\r\n\r\ny\r\nend\r\r\n",
+    assert expected == (b".lead\r\n\r\n\r\n.\r\n..\r\nbare\r\nlf\r\n\r\n..x\r\n\r\ny\r\nend\r\n\r\n",
                         b"NEXT\r\n")
     body, after = expected
     n = len(TRICKY)
@@ -256,9 +257,9 @@ async def test_a_dot_not_at_a_line_start_is_kept() -> None:
     assert sink.data == b"a..b\r\nc.\r\n"
 
 
-async def test_bare_lf_becomes_crlf_and_bare_cr_is_kept() -> None:
+async def test_bare_lf_and_bare_cr_become_crlf() -> None:
     _, sink, _, _ = await read_body([b"a\nb\r\n\nc\rd\r\n.\r\n"])
-    assert sink.data == b"a\r\nb\r\n\r\nc\rd\r\n"
+    assert sink.data == b"a\r\nb\r\n\r\nc\r\nd\r\n"
 
 
 async def test_bare_lf_then_dot_does_not_end_the_body() -> None:

@@ -25,6 +25,7 @@ import binascii
 import contextlib
 import itertools
 import logging
+import re
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,6 +41,12 @@ from mailhop.smtp.stream import MAX_COMMAND_LINE, Input
 log = logging.getLogger(__name__)
 
 MAX_ERRORS = 10
+# RFC 5321 4.5.3.1.4: 512 octets a command line; MAIL and RCPT may carry ESMTP parameters
+# (RFC 1869, SMTPUTF8 addresses), AUTH an initial response of up to 12288 (RFC 4954 4).
+MAX_LINE = 512
+LINE_LIMITS = {"MAIL": 1024, "RCPT": 1024, "AUTH": MAX_COMMAND_LINE}
+# C0 controls but TAB, DEL and C1 controls: never in a command (bare CR is the smuggler's tool).
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
 OUT_CAP = 64 * 1024  # replies held back for pipelining, at most
 _session_ids = itertools.count(1)
 
@@ -296,7 +303,7 @@ class _Connection:
                 return
             self.busy = True
             try:
-                keep_going = await self._command(line.rstrip(b"\r\n"))
+                keep_going = await self._command(line)
             finally:
                 self.busy = False
             if not keep_going:
@@ -313,15 +320,16 @@ class _Connection:
             return True
         return False
 
-    async def _command(self, raw: bytes) -> bool:
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            self.reply(Reply(500, "5.5.2", "Syntax error: command is not valid UTF-8"))
+    async def _command(self, line: bytes) -> bool:
+        text = self._checked(line)
+        if text is None:
             return not await self._error()
         self._log("<", _redact(text))
         verb, _, arg = text.partition(" ")
         verb = verb.upper()
+        if len(line) > LINE_LIMITS.get(verb, MAX_LINE):
+            self.reply(Reply(500, "5.5.2", "Line too long"))
+            return not await self._error()
         method = getattr(self, f"_smtp_{verb.lower()}", None) if verb.isalpha() else None
         if method is None:
             self.reply(Reply(500, "5.5.2", "Error: command not recognized"))
@@ -336,6 +344,22 @@ class _Connection:
             self.session.reset()
             self.reply(Reply(451, "4.3.0", "Error: internal error, try again later"))
             return True
+
+    def _checked(self, line: bytes) -> str | None:
+        """The command without its CRLF; None (and a 5xx replied) for what is never executed:
+        a line not ended by CRLF, invalid UTF-8, a control character (bare CR, NUL, ...)."""
+        if not line.endswith(b"\r\n"):
+            self.reply(Reply(501, "5.5.2", "Syntax error: line not ended by CRLF (bare LF)"))
+            return None
+        try:
+            text = line[:-2].decode("utf-8")
+        except UnicodeDecodeError:
+            self.reply(Reply(500, "5.5.2", "Syntax error: command is not valid UTF-8"))
+            return None
+        if _CONTROL.search(text):
+            self.reply(Reply(501, "5.5.2", "Syntax error: control character in command"))
+            return None
+        return text
 
     async def _smtp_helo(self, arg: str) -> bool:
         return await self._hello(arg, esmtp=False)
@@ -462,11 +486,18 @@ class _Connection:
     async def _challenge(self, text: str) -> str | None:
         self.reply(Reply(334, "", text))
         await self.flush(force=True)
-        line = await self.input.readline(self.options.idle_timeout)
+        try:
+            line = await self.input.readline(self.options.idle_timeout)
+        except LineTooLong:
+            self.reply(Reply(500, "5.5.2", "Line too long"))
+            return None
         if line is None:
             raise ConnectionError("peer closed during AUTH")
-        answer = line.decode("ascii", "replace").strip()
         self._log("<", "****")
+        checked = self._checked(line)
+        if checked is None:
+            return None
+        answer = checked.strip()
         if answer == "*":
             self.reply(Reply(501, "5.7.0", "Authentication cancelled"))
             return None

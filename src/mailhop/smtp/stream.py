@@ -3,7 +3,8 @@
 ``readline`` returns one command line (at most ``MAX_COMMAND_LINE`` bytes; a longer one
 is skipped to its end and reported as ``LineTooLong``).  ``read_data`` reads a DATA
 body up to the ``CRLF.CRLF`` terminator and hands it to a sink as it arrives: the
-dot-stuffing removed (the first dot of any line that begins with one), bare LF made CRLF, and counted against the size limit.  Beyond
+dot-stuffing removed (the first dot of any line that begins with one), bare CR and
+bare LF made CRLF, and counted against the size limit.  Beyond
 the limit nothing more is handed over, but the body is read to its terminator so the
 session stays in step.  Neither keeps more than a read's worth plus one line in
 memory, whatever the size of the message.
@@ -20,12 +21,13 @@ from mailhop.clock import Clock
 from mailhop.errors import LineTooLong
 from mailhop.smtp.deadline import ReadTimer
 
-MAX_COMMAND_LINE = 4096
+MAX_COMMAND_LINE = 12288  # the longest any command may be (AUTH, RFC 4954); each verb has its own
 READ_CHUNK = 256 * 1024
 # A body line longer than this is handed on in pieces (nothing in a line can end DATA).
 LONG_LINE = 64 * 1024
 
-_BARE_LF = re.compile(rb"(?<!\r)\n")
+# A CR or LF that is not half of a CRLF: made a CRLF before the body is stored (see below).
+BARE = re.compile(rb"\r(?!\n)|(?<!\r)\n")
 
 
 @dataclass(slots=True)
@@ -117,8 +119,13 @@ class _Body:
         # RFC 5321 4.5.2: the first dot of a line that begins with one goes (as Postfix does);
         # the terminator's lone dot never reaches here.
         data = bytes(raw).replace(b"\r\n.", b"\r\n")
-        if data.count(b"\n") != data.count(b"\r\n"):
-            data = _BARE_LF.sub(b"\r\n", data)  # bare LF: normalize, never relay it
+        crlf = data.count(b"\r\n")
+        if data.count(b"\n") != crlf or data.count(b"\r") != crlf:
+            # Bare CR and bare LF become CRLF: what is stored and relayed then has one reading
+            # for every next hop, so no "<LF>.<LF>" or "<CR>.<CR>" can end DATA early there
+            # (SMTP smuggling).  Refusing them would bounce the many applications that write
+            # bare LF; a segment never ends inside a CRLF, so counting here is exact.
+            data = BARE.sub(b"\r\n", data)
         if self.first:
             data = data[2:]  # the DATA command's CRLF
             self.first = False
