@@ -19,6 +19,7 @@ import pytest
 from mailhop.outcome import Reply
 from mailhop.smtp.server import DataSink, Envelope, ServerOptions, Session, SMTPServer
 from mailhop.testing.clock import VirtualClock
+from tests.support.wait import async_wait_for
 from tests.unit.smtp_helpers import (
     ENHANCED_LINE,
     IO_TIMEOUT,
@@ -604,7 +605,7 @@ async def test_idle_timeout_sends_421_and_closes(smtp: Harness) -> None:
 
 async def test_idle_timeout_counts_from_the_last_command_not_the_session_start(smtp: Harness) -> None:
     clock = VirtualClock()
-    running = await smtp.start(idle_timeout=300, clock=clock)
+    running = await smtp.start(idle_timeout=300, session_timeout=7200, clock=clock)
     client = await smtp.session(running)
     for _ in range(6):  # 15 minutes in all, three times the idle timeout, never 300 s idle
         await clock.advance(150)
@@ -617,7 +618,7 @@ async def test_idle_timeout_counts_from_the_last_command_not_the_session_start(s
 
 async def test_data_timeout_applies_while_the_body_is_read(smtp: Harness) -> None:
     clock = VirtualClock()
-    running = await smtp.start(idle_timeout=60, data_timeout=600, clock=clock)
+    running = await smtp.start(idle_timeout=60, data_timeout=600, session_timeout=7200, clock=clock)
     client = await smtp.session(running)
     await transaction(client, "a@example.com", ["b@example.com"])
     assert (await client.cmd("DATA")).code == 354
@@ -629,6 +630,39 @@ async def test_data_timeout_applies_while_the_body_is_read(smtp: Harness) -> Non
     assert (reply.code, reply.enhanced) == (421, "4.4.2")
     await client.expect_eof()
     assert running.handler.data == []
+
+
+async def test_a_session_that_keeps_busy_still_ends_at_the_session_deadline(smtp: Harness) -> None:
+    """Slowloris: a client that sends a command just inside the idle timeout forever, or trickles
+    its message, would hold its slot forever; connection_timeout ends the whole session."""
+    clock = VirtualClock()
+    running = await smtp.start(idle_timeout=300, session_timeout=600, clock=clock)
+    client = await smtp.session(running)
+    await transaction(client, "a@example.com", ["b@example.com"])
+    assert (await client.cmd("DATA")).code == 354
+    for _ in range(5):  # a line every 100 s: never idle, never done
+        await clock.advance(100)
+        await client.send(b"trickle\r\n")
+    await clock.advance(101)
+    reply = await client.read_reply()
+    assert (reply.code, reply.enhanced) == (421, "4.3.2") and "Session time limit" in reply.lines[0]
+    await client.expect_eof()
+    assert running.handler.data == []  # nothing half-accepted
+
+
+async def test_one_source_cannot_take_every_connection_slot(smtp: Harness) -> None:
+    running = await smtp.start(max_connections=50, max_connections_per_source=3)
+    clients = [await smtp.session(running) for _ in range(3)]
+    refused = await smtp.connect(running, banner=False)
+    reply = await refused.read_reply()
+    assert (reply.code, reply.enhanced) == (421, "4.3.2") and "from your address" in reply.lines[0]
+    await refused.expect_eof()
+    assert (await clients[0].cmd("QUIT")).code == 221
+    await clients[0].expect_eof()
+    # The slot comes back once the server has seen the session end.
+    await async_wait_for(lambda: sum(running.server._per_source.values()) == 2, what="the slot released")
+    again = await smtp.session(running)  # a slot is free again
+    assert (await again.cmd("NOOP")).code == 250
 
 
 async def test_stop_sends_421_to_idle_client_and_closes(smtp: Harness) -> None:
@@ -807,8 +841,8 @@ async def test_a_client_that_pipelines_and_never_reads_cannot_grow_the_servers_m
     pusher = asyncio.create_task(push())
     [conn] = list(running.server._sessions.values())
     peak = 0
-    for _ in range(300):  # the assertion holds at every sample; a slow machine only samples less
-        await asyncio.sleep(0.005)
+    for _ in range(20_000):  # turns of the loop, not time: the bound holds at every one of them
+        await asyncio.sleep(0)
         held = sum(map(len, conn.out)) + conn.writer.transport.get_write_buffer_size()  # type: ignore[attr-defined]
         peak = max(peak, held)
         if pusher.done():

@@ -13,7 +13,6 @@ without being copied: a session's memory does not grow with its message.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import ipaddress
 import logging
@@ -37,6 +36,35 @@ SENDER_OK = Reply(250, "2.1.0", "Sender OK")
 RECIPIENT_OK = Reply(250, "2.1.5", "Recipient OK")
 AUTH_OK = Reply(235, "2.7.0", "Authentication successful")
 AUTH_FAILED = Reply(535, "5.7.8", "Authentication credentials invalid")
+AUTH_THROTTLED = Reply(454, "4.7.0", "Temporary authentication failure: too many failures, try again later")
+AUTH_FAILURE_LIMIT = 10      # failures from one address ...
+AUTH_FAILURE_WINDOW = 900.0  # ... within this many seconds: further AUTH refused at once
+
+
+class Failures:
+    """Failed AUTH attempts per source address, forgotten after ``AUTH_FAILURE_WINDOW``."""
+
+    def __init__(self) -> None:
+        self._by_source: dict[str, list[float]] = {}
+
+    def recent(self, source: str, now: float) -> int:
+        times = self._by_source.get(source)
+        if not times:
+            return 0
+        fresh = [t for t in times if now - t < AUTH_FAILURE_WINDOW]
+        if fresh:
+            self._by_source[source] = fresh
+        else:
+            del self._by_source[source]
+        return len(fresh)
+
+    def add(self, source: str, now: float) -> int:
+        self.recent(source, now)
+        times = self._by_source.setdefault(source, [])
+        times.append(now)
+        if len(self._by_source) > 100_000:  # bounded: the oldest source goes
+            self._by_source.pop(next(iter(self._by_source)))
+        return len(times)
 
 
 class ReceiveHandler:
@@ -49,6 +77,7 @@ class ReceiveHandler:
         self.clock = clock
         self.fqdn = connector.fqdn or self.settings.server.fqdn
         self.spool_dir = self.settings.data_dir / "spool"
+        self._failures = Failures()
         self._ranges = [(int(lo), int(hi), lo.version) for lo, hi in connector.ranges()]
 
     def may_relay(self, session: Session) -> bool:
@@ -80,12 +109,22 @@ class ReceiveHandler:
         return RECIPIENT_OK
 
     async def on_auth(self, session: Session, user: str, password: str) -> Reply:
-        if self.users is not None and await asyncio.to_thread(self.users.verify, user, password):
-            log.info("session %s from %s authenticated as %s", session.session_id, session.peer_ip, user)
+        source = session.peer_ip
+        now = self.clock.now()
+        failures = self._failures.recent(source, now)
+        if failures >= AUTH_FAILURE_LIMIT:
+            # Guessing from this address: refused without a look at the password (no hash to
+            # pay for), across all its connections, until its failures age out.
+            log.warning("AUTH as %s from %s refused: %d failures in %.0f s", user, source, failures,
+                        AUTH_FAILURE_WINDOW)
+            return AUTH_THROTTLED
+        if self.users is not None and await self.users.check(user, password):
+            log.info("session %s from %s authenticated as %s", session.session_id, source, user)
             return AUTH_OK
-        # Slow down guessing: each failure of the session waits longer.
-        delay = min(self.connector.failed_login_delay * (session.auth_failures + 1), 10.0)
-        log.warning("failed AUTH as %s from %s", user, session.peer_ip)
+        failures = self._failures.add(source, now)
+        # Slow down guessing: each failure from this address waits longer, in every connection.
+        delay = min(self.connector.failed_login_delay * failures, 10.0)
+        log.warning("failed AUTH as %s from %s", user, source)
         await self.clock.sleep(delay)
         return AUTH_FAILED
 

@@ -9,7 +9,9 @@ log in), never fatal.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import concurrent.futures
 import hashlib
 import hmac
 import os
@@ -80,6 +82,11 @@ def remove_user(path: Path, name: str) -> None:
     _write(path, users)
 
 
+# Password hashing runs in a pool of its own: a flood of AUTH attempts queues here instead of
+# taking the default pool that DNS lookups and file reads of the server share.
+_HASHING = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="mailhop-auth")
+
+
 class UserStore:
     """The users file as the server sees it, re-read when it changes."""
 
@@ -87,6 +94,9 @@ class UserStore:
         self.path = path
         self._stamp: tuple[int, int] | None = None
         self._users: dict[str, str] = {}
+        # What an unknown name is checked against: the same cost as a known one (one scrypt),
+        # so the time of a refusal does not tell whether the name exists.
+        self._decoy = hash_password(os.urandom(16).hex())
 
     def _refresh(self) -> None:
         try:
@@ -101,7 +111,9 @@ class UserStore:
     def verify(self, name: str, password: str) -> bool:
         self._refresh()
         stored = self._users.get(name.lower())
-        if stored is None:
-            check_password(password, hash_password("x"))  # same work either way: no user enumeration by timing
-            return False
-        return check_password(password, stored)
+        matches = check_password(password, stored or self._decoy)
+        return matches and stored is not None
+
+    async def check(self, name: str, password: str) -> bool:
+        """``verify`` in the hashing pool."""
+        return await asyncio.get_running_loop().run_in_executor(_HASHING, self.verify, name, password)

@@ -23,6 +23,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import ipaddress
 import itertools
 import logging
 import re
@@ -48,6 +49,8 @@ LINE_LIMITS = {"MAIL": 1024, "RCPT": 1024, "AUTH": MAX_COMMAND_LINE}
 # C0 controls but TAB, DEL and C1 controls: never in a command (bare CR is the smuggler's tool).
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
 OUT_CAP = 64 * 1024  # replies held back for pipelining, at most
+TOO_MANY = Reply(421, "4.3.2", "Too many connections, try again later")
+TOO_MANY_FROM_YOU = Reply(421, "4.3.2", "Too many connections from your address, try again later")
 _session_ids = itertools.count(1)
 
 
@@ -69,7 +72,6 @@ class Session:
     esmtp: bool = False
     tls: TlsInfo | None = None
     auth_user: str | None = None
-    auth_failures: int = 0
     envelope: Envelope | None = None  # the mail transaction under way
 
     @property
@@ -128,6 +130,7 @@ class ServerOptions:
     max_message_size: int | None = None
     max_recipients: int = 5000
     idle_timeout: float = 300.0
+    session_timeout: float = 600.0
     data_timeout: float = 600.0
     tls_context: ssl.SSLContext | None = None
     require_tls: bool = False
@@ -135,6 +138,7 @@ class ServerOptions:
     auth_enabled: bool = False
     auth_requires_tls: bool = True
     max_connections: int = 5000
+    max_connections_per_source: int = 200
     clock: Clock = SYSTEM_CLOCK
 
 
@@ -150,6 +154,7 @@ class SMTPServer:
         self.protocol_log = protocol_log
         self._server: asyncio.Server | None = None
         self._sessions: dict[asyncio.Task[None], _Connection] = {}
+        self._per_source: dict[str, int] = {}  # sessions open per source address (IPv6: per /64)
         self.closing = False
 
     async def start(self, host: str, port: int, reuse_port: bool = False) -> None:
@@ -166,20 +171,27 @@ class SMTPServer:
         task = asyncio.current_task()
         assert task is not None
         drained = self.accepting is not None and not self.accepting()
-        if self.closing or drained or len(self._sessions) >= self.options.max_connections:
-            reply = (SHUTTING_DOWN if self.closing or drained
-                     else Reply(421, "4.3.2", "Too many connections, try again later"))
-            writer.write(reply.wire())
+        source = _source(writer.get_extra_info("peername"))
+        refusal = (SHUTTING_DOWN if self.closing or drained
+                   else TOO_MANY if len(self._sessions) >= self.options.max_connections
+                   else TOO_MANY_FROM_YOU if self._per_source.get(source, 0) >= self.options.max_connections_per_source
+                   else None)
+        if refusal is not None:
+            writer.write(refusal.wire())
             with contextlib.suppress(ConnectionError):
                 await writer.drain()
             writer.close()
             return
         conn = _Connection(self, reader, writer)
         self._sessions[task] = conn
+        self._per_source[source] = self._per_source.get(source, 0) + 1
         try:
             await conn.run()
         finally:
             self._sessions.pop(task, None)
+            left = self._per_source.pop(source) - 1
+            if left:
+                self._per_source[source] = left
 
     async def stop(self, grace: float) -> None:
         """Stop listening; close idle sessions with 421; give busy ones ``grace`` seconds."""
@@ -210,7 +222,8 @@ class _Connection:
         self.handler = server.handler
         self.reader = reader
         self.writer = writer
-        self.input = Input(reader, server.options.clock)
+        clock = server.options.clock
+        self.input = Input(reader, clock, deadline=clock.now() + server.options.session_timeout)
         peer = writer.get_extra_info("peername") or ("", 0)
         local = writer.get_extra_info("sockname") or ("", 0)
         self.session = Session(peer_ip=peer[0], peer_port=peer[1], local_ip=local[0], local_port=local[1])
@@ -267,7 +280,11 @@ class _Connection:
         except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
             pass
         except TimeoutError:
-            self.close_now(Reply(421, "4.4.2", f"{self.options.hostname} Error: timeout exceeded"))
+            if self.input.deadline is not None and self.options.clock.now() >= self.input.deadline:
+                self.close_now(Reply(421, "4.3.2", f"{self.options.hostname} Session time limit exceeded, "
+                                     "closing connection"))
+            else:
+                self.close_now(Reply(421, "4.4.2", f"{self.options.hostname} Error: timeout exceeded"))
         finally:
             self._log("-", "disconnected")
             if not self.closed:
@@ -478,8 +495,6 @@ class _Connection:
         result = await self.handler.on_auth(self.session, *credentials)
         if result.ok:
             self.session.auth_user = credentials[0]
-        else:
-            self.session.auth_failures += 1
         self.reply(result)
         return not (not result.ok and await self._error())
 
@@ -634,6 +649,18 @@ class _Connection:
     async def _smtp_help(self, arg: str) -> bool:
         self.reply(Reply(214, "2.0.0", "Commands: HELO EHLO STARTTLS AUTH MAIL RCPT DATA RSET NOOP QUIT VRFY HELP"))
         return True
+
+
+def _source(peer: object) -> str:
+    """Whom the per-source limit counts: the IPv4 address, or the IPv6 /64 (one subscriber's)."""
+    host = peer[0] if isinstance(peer, tuple) and peer else ""
+    try:
+        ip = ipaddress.ip_address(str(host).split("%", 1)[0])
+    except ValueError:
+        return str(host)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is None:
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip.ipv4_mapped or ip) if isinstance(ip, ipaddress.IPv6Address) else str(ip)
 
 
 def _redact(text: str) -> str:

@@ -37,12 +37,18 @@ class DataResult:
 
 
 class Input:
-    def __init__(self, reader: asyncio.StreamReader, clock: Clock) -> None:
+    def __init__(self, reader: asyncio.StreamReader, clock: Clock, deadline: float | None = None) -> None:
         self.reader = reader
         self.buf = bytearray()
+        self.clock = clock
         self.timer = ReadTimer(clock)
+        self.deadline = deadline  # no read waits past it (the session's end), whatever its timeout
 
     async def _read(self, timeout: float) -> bytes:
+        if self.deadline is not None:
+            timeout = min(timeout, self.deadline - self.clock.now())
+            if timeout <= 0:
+                raise TimeoutError
         return await self.timer.run(self.reader.read(READ_CHUNK), timeout)
 
     async def _fill(self, timeout: float) -> bool:
