@@ -28,6 +28,8 @@ from mailhop.delivery.dns import DnsResolver
 from mailhop.delivery.tls import TlsPolicy
 from mailhop.errors import ConfigError, MailhopError
 from mailhop.model.ids import IdGenerator
+from mailhop.private import private_dir
+from mailhop.private import problems as private_problems
 from mailhop.queue.context import Live, QueueContext, Snapshot
 from mailhop.queue.ndr import NdrComposer
 from mailhop.queue.retry import RetryPolicy
@@ -36,6 +38,7 @@ from mailhop.queue.submission import Submission
 from mailhop.receive.handler import ReceiveHandler
 from mailhop.receive.users import UserStore
 from mailhop.routing.router import Router
+from mailhop.sealing import Sealer, reseal
 from mailhop.services import Services
 from mailhop.services.control import ControlServer, socket_path
 from mailhop.smtp.server import ServerOptions, Session, SMTPServer
@@ -85,6 +88,10 @@ class Service:
     async def start(self) -> None:
         s = self.settings
         clock = self.clock
+        private_dir(s.data_dir)
+        if self.worker == 0:
+            for problem in private_problems(s.data_dir):
+                log.warning("permissions: %s", problem)
         self.store = store = await open_store(s, clock)
         owner = f"{s.server.name}/{self.worker}/{uuid.uuid4().hex[:12]}"
         self.tracking = TrackingLog(tracking_dir(s.data_dir), s.tracking, s.server.fqdn, s.server.name, clock)
@@ -98,7 +105,9 @@ class Service:
         self.scheduler = scheduler = Scheduler(ctx, live, ndr, resolver, tls_plan=TlsPolicy(s).plan,
                                                protocol_log=send_log)
         submission = Submission(ctx, live, ndr, scheduler)
-        self.services = Services.build(s, store, clock, tracker, ndr)
+        sealer = Sealer(s.server.secret_key_path)
+        await reseal(store.connectors, sealer)
+        self.services = Services.build(s, store, clock, tracker, ndr, sealer)
         await scheduler.start()
         try:
             receive_log = ProtocolLog(s.data_dir, False, s.protocol_log, clock)

@@ -25,6 +25,7 @@ from mailhop.delivery.tls import find_certificate
 from mailhop.errors import ConfigError, ValidationError
 from mailhop.model.connector import new_connector, to_exchange, update_connector
 from mailhop.routing.router import Router
+from mailhop.sealing import Sealer
 from mailhop.tracking.search import parse_time
 from tests.support.client import make_message, submit
 from tests.support.net import free_port
@@ -235,6 +236,10 @@ async def test_send_connector_create_get_update_delete(api: Api) -> None:
     assert_error(await api.full.get("/api/connectors/Relay Two"), 404)
 
 
+def sealed_by(api: Api) -> Sealer:
+    return Sealer(api.t.service.settings.server.secret_key_path)
+
+
 async def test_connector_password_is_stored_and_never_shown(api: Api) -> None:
     password = "Pa55-never-shown-" + hashlib.sha256(b"x").hexdigest()[:12]
     values = {"Name": "Authenticated Relay", "AddressSpaces": "*", "DNSRoutingEnabled": False,
@@ -245,9 +250,15 @@ async def test_connector_password_is_stored_and_never_shown(api: Api) -> None:
     created = responses[0].json()
     assert created["SmartHostAuthMechanism"] == "BasicAuthRequireTLS"
     assert created["AuthenticationCredential"] == "relay-user"
-    assert await api.store.connectors.secret(created["Guid"]) == password
+
+    async def stored() -> str:
+        sealed = await api.store.connectors.secret(created["Guid"])
+        assert sealed.startswith("fernet:") and password not in sealed and new_password not in sealed
+        return sealed_by(api).open(sealed)
 
     new_password = "Second-secret-" + hashlib.sha256(b"y").hexdigest()[:12]
+    assert await stored() == password
+
     responses += [
         await api.full.get("/api/connectors"),
         await api.full.get("/api/connectors/Authenticated Relay"),
@@ -257,10 +268,10 @@ async def test_connector_password_is_stored_and_never_shown(api: Api) -> None:
         await api.full.get("/api/route", params={"recipient": "bob@fabrikam.test"}),
         await api.full.get("/api/dashboard"),
     ]
-    assert await api.store.connectors.secret(created["Guid"]) == new_password
+    assert await stored() == new_password
     # Changing something else keeps the secret.
     responses.append(await api.full.patch("/api/connectors/Authenticated Relay", json={"Port": 587}))
-    assert await api.store.connectors.secret(created["Guid"]) == new_password
+    assert await stored() == new_password
     responses.append(await api.full.delete("/api/connectors/Authenticated Relay"))
     for r in responses:
         assert r.status_code in (200, 201), (str(r.request.url), r.status_code, r.text)

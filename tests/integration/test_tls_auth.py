@@ -367,7 +367,7 @@ async def test_credentials_are_never_sent_in_clear_text(transport_factory: Any, 
     # The host offers AUTH in clear text and no STARTTLS.
     rx = receiver_factory(users={USER: PASSWORD}, tokens={USER: "ya29.secret-token"},
                           mechanisms=("PLAIN", "LOGIN", "XOAUTH2"), auth_require_tls=False)
-    t = await transport_factory()
+    t = await transport_factory(server={"token_directory": str(tmp_path)})
     if mechanism == "XOAUTH2":
         await add_relay(t, rx, SmartHostAuthMechanism="XOAUTH2", AuthenticationCredential=USER,
                         AuthenticationTokenFile=str(token_file))
@@ -401,7 +401,7 @@ async def test_xoauth2_with_a_token_file(transport_factory: Any, receiver_factor
     token_file.write_text(token + "\n")
     rx = receiver_factory(starttls=pki.server_context(pki.leaf("relay", "relay.contoso.test")),
                           tokens={USER: token}, mechanisms=("XOAUTH2", "PLAIN", "LOGIN"))
-    t = await transport_factory()
+    t = await transport_factory(server={"token_directory": str(tmp_path)})
     await add_relay(t, rx, SmartHostAuthMechanism="XOAUTH2", AuthenticationCredential=USER,
                     AuthenticationTokenFile=str(token_file))
     qid = await send_one(t)
@@ -421,7 +421,7 @@ async def test_xoauth2_token_file_is_read_at_each_connection(transport_factory: 
     token_file.write_text("first-token")
     rx = receiver_factory(starttls=pki.server_context(pki.leaf("relay", "relay.contoso.test")),
                           tokens={USER: "first-token"}, mechanisms=("XOAUTH2",))
-    t = await transport_factory()
+    t = await transport_factory(server={"token_directory": str(tmp_path)})
     await add_relay(t, rx, SmartHostAuthMechanism="XOAUTH2", AuthenticationCredential=USER,
                     AuthenticationTokenFile=str(token_file), SmtpMaxMessagesPerConnection="1")
     await send_one(t, to="one@fabrikam.test")

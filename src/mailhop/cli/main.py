@@ -138,6 +138,7 @@ _register()
 
 
 def main() -> None:
+    os.umask(0o077)  # whatever mailhop creates (store, logs, spool, keys) is its user's alone
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:

@@ -54,10 +54,25 @@ class ServerSettings(Section):
     workers: int = Field(default=1, ge=1, le=64)
     # SMTP AUTH users of the receive connectors (``mailhop user add``); default data_dir/users.
     users_file: Path | None = None
+    # The key that seals stored secrets (smart-host passwords), made on first use; default
+    # data_dir/secret.key.  Every server of a cluster needs the same one; keep it out of the
+    # store's backups, which then reveal no secret on their own.
+    secret_key_file: Path | None = None
+    # Where AuthenticationTokenFile (XOAUTH2 access tokens) may point: nothing outside it is
+    # read; default data_dir/tokens.  A relative AuthenticationTokenFile is taken from here.
+    token_directory: Path | None = None
 
     @property
     def users_path(self) -> Path:
         return self.users_file or self.data_dir / "users"
+
+    @property
+    def secret_key_path(self) -> Path:
+        return self.secret_key_file or self.data_dir / "secret.key"
+
+    @property
+    def token_path(self) -> Path:
+        return self.token_directory or self.data_dir / "tokens"
 
     @field_validator("name")
     @classmethod

@@ -16,6 +16,8 @@ import os
 from collections import Counter
 from pathlib import Path
 
+from mailhop.private import FILE_MODE, private_dir
+
 COMPACT_AT = 4 * 1024 * 1024
 
 
@@ -40,7 +42,7 @@ class CrashJournal:
                     begun[mid] += 1
                 elif kind == "E" and begun[mid] > 0:
                     begun[mid] -= 1
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
         self._open(truncate=True)
         return sorted(mid for mid, n in begun.items() if n > 0)
 
@@ -85,7 +87,9 @@ class CrashJournal:
 
     def _compact(self) -> None:
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text("".join(f"B {mid}\n" * n for mid, n in self.active.items()), encoding="ascii")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+        with os.fdopen(fd, "w", encoding="ascii") as fh:
+            fh.write("".join(f"B {mid}\n" * n for mid, n in self.active.items()))
         os.replace(tmp, self.path)
         self._open(truncate=False)
 

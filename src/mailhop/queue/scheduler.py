@@ -45,6 +45,7 @@ from mailhop.queue.membership import Membership
 from mailhop.queue.ndr import NdrComposer
 from mailhop.queue.poison import PoisonGuard
 from mailhop.queue.writer import OutcomeWriter
+from mailhop.sealing import Sealer
 from mailhop.store.base import PART_SIZE
 from mailhop.tracking import events
 from mailhop.tracking.protocol import ProtocolLog
@@ -60,7 +61,7 @@ class Scheduler:
         self.live = live
         self.ndr = ndr
         s = ctx.settings
-        self.credentials = Credentials(ctx.store.connectors)
+        self.credentials = Credentials(ctx.store.connectors, Sealer(s.server.secret_key_path), s.server.token_path)
         self.pool = DeliveryPool(
             s.delivery, resolver, s.server.fqdn, self._load_body, self._on_result,
             tls_plan=tls_plan, protocol_log=protocol_log, auth_plan=self.credentials.plan, opener=opener,

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from mailhop.errors import StoreError
+from mailhop.private import private_dir
 
 SPILL = 256 * 1024
 HEAD_LIMIT = 1024 * 1024  # the header block must end within this (receive: 552 5.3.4 otherwise)
@@ -89,7 +90,7 @@ class Spool:
         return os.pread(self._fd, size, offset)
 
     def _open(self) -> int:
-        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        private_dir(self.directory)
         try:
             return os.open(self.directory, os.O_TMPFILE | os.O_RDWR, 0o600)
         except (OSError, AttributeError):  # a file system without O_TMPFILE: create, then unlink

@@ -19,6 +19,7 @@ import re
 from pathlib import Path
 
 from mailhop.errors import ValidationError
+from mailhop.private import private_dir
 
 N, R, P = 2**14, 8, 1
 _NAME = re.compile(r"^[A-Za-z0-9._@+-]{1,128}$")
@@ -55,7 +56,7 @@ def read_users(path: Path) -> dict[str, str]:
 
 
 def _write(path: Path, users: dict[str, str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:

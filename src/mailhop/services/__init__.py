@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from mailhop.clock import Clock
 from mailhop.config import Settings
 from mailhop.queue.ndr import NdrComposer
+from mailhop.sealing import Sealer
 from mailhop.services.connectors import ConnectorService
 from mailhop.services.queues import QueueService
 from mailhop.services.routing import RoutingService
@@ -31,9 +32,10 @@ class Services:
     routing: RoutingService
 
     @classmethod
-    def build(cls, settings: Settings, store: Store, clock: Clock, tracker: Tracker, ndr: NdrComposer) -> Services:
+    def build(cls, settings: Settings, store: Store, clock: Clock, tracker: Tracker, ndr: NdrComposer,
+              sealer: Sealer) -> Services:
         return cls(
-            connectors=ConnectorService(store.connectors, settings),
+            connectors=ConnectorService(store.connectors, settings, sealer),
             queues=QueueService(store, clock, tracker, ndr),
             servers=ServerService(store, settings.cluster.lease_timeout, clock),
             tokens=TokenService(store.tokens),

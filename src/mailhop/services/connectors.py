@@ -2,8 +2,9 @@
 
 The model (``model.connector``) validates a connector on its own; here are the rules
 that need this server's configuration or the caller's inputs: ``TlsCertificateName``
-must name one of this server's ``[[certificates]]``, and Basic authentication needs a
-password when the connector is created.  The CLI, the REST API and the control socket
+must name one of this server's ``[[certificates]]``, ``AuthenticationTokenFile`` must
+be inside ``[server] token_directory``, and Basic authentication needs a password when
+the connector is created; passwords are sealed before they are stored (``sealing``).  The CLI, the REST API and the control socket
 call these methods and only translate names; results are keyed by Exchange's names.
 """
 
@@ -12,9 +13,11 @@ from __future__ import annotations
 from typing import Any
 
 from mailhop.config import Settings
+from mailhop.delivery.auth import token_file
 from mailhop.delivery.tls import check_certificate
 from mailhop.errors import ValidationError
 from mailhop.model.connector import SendConnector, new_connector, to_exchange, update_connector
+from mailhop.sealing import Sealer
 from mailhop.store.base import Connectors, QuarantinedConnector
 
 JSON = dict[str, Any]
@@ -26,9 +29,10 @@ def quarantined_view(q: QuarantinedConnector) -> JSON:
 
 
 class ConnectorService:
-    def __init__(self, connectors: Connectors, settings: Settings) -> None:
+    def __init__(self, connectors: Connectors, settings: Settings, sealer: Sealer) -> None:
         self.connectors = connectors
         self.settings = settings
+        self.sealer = sealer
 
     async def list(self, quarantined: bool = True) -> list[JSON]:
         """Valid connectors as ``to_exchange`` writes them, then (unless ``quarantined`` is
@@ -42,6 +46,11 @@ class ConnectorService:
 
     def _check(self, c: SendConnector) -> None:
         check_certificate(self.settings.certificates, c)
+        if c.authentication_token_file:
+            token_file(self.settings.server.token_path, c.authentication_token_file)
+
+    def _sealed(self, secret: str | None) -> str | None:
+        return self.sealer.seal(secret) if secret else secret
 
     async def create(self, values: dict[str, Any], secret: str | None = None,
                      secret_hint: str = "Password") -> JSON:
@@ -50,7 +59,7 @@ class ConnectorService:
         self._check(created)
         if created.smart_host_auth_mechanism in BASIC and not secret:
             raise ValidationError(f"SmartHostAuthMechanism {created.smart_host_auth_mechanism} needs {secret_hint}")
-        await self.connectors.create(created, secret)
+        await self.connectors.create(created, self._sealed(secret))
         return to_exchange(created)
 
     async def update(self, name: str, values: dict[str, Any], secret: str | None = None) -> JSON:
@@ -62,7 +71,7 @@ class ConnectorService:
             self._check(updated)
             return updated
 
-        return to_exchange(await self.connectors.update(name, change, secret))
+        return to_exchange(await self.connectors.update(name, change, self._sealed(secret)))
 
     async def remove(self, name: str) -> str:
         """Remove-SendConnector; its queued mail is routed again (the config watch resubmits it)."""

@@ -17,6 +17,7 @@ from mailhop.queue.context import Live, QueueContext, Snapshot
 from mailhop.queue.ndr import NdrComposer
 from mailhop.queue.retry import RetryPolicy
 from mailhop.routing.router import Router
+from mailhop.sealing import Sealer
 from mailhop.services import Services
 from mailhop.store import open_store
 from mailhop.tracking.events import Tracker
@@ -34,7 +35,7 @@ async def local_services(settings: Settings, clock: Clock) -> AsyncIterator[Serv
         ctx = QueueContext(s, store, tracker, clock, IdGenerator(clock), RetryPolicy(s.queue), owner)
         states = {q.queue.lower(): q for q in await store.queues.states()}
         live = Live(Snapshot(Router(await store.connectors.list(), s.server.name)).with_states(states))
-        yield Services.build(s, store, clock, tracker, NdrComposer(ctx, live))
+        yield Services.build(s, store, clock, tracker, NdrComposer(ctx, live), Sealer(s.server.secret_key_path))
     finally:
         tracking.flush()
         await store.close()

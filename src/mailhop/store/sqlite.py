@@ -19,6 +19,7 @@ from pathlib import Path
 
 from mailhop.clock import SYSTEM_CLOCK, Clock
 from mailhop.errors import StoreError
+from mailhop.private import create_private, private_dir
 from mailhop.store.engine import Conn
 from mailhop.store.sql import SqlStore
 
@@ -87,7 +88,8 @@ class SqliteStore(SqlStore):
     @classmethod
     async def open(cls, path: Path, clock: Clock = SYSTEM_CLOCK) -> SqliteStore:
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(path.parent)
+            create_private(path)  # SQLite gives its -wal and -shm files the database's mode
         except OSError as exc:
             raise StoreError(f"cannot create {path.parent}: {exc.strerror}") from None
         store = cls(path, clock)

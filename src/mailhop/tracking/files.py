@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mailhop.clock import Clock
+from mailhop.private import FILE_MODE, private_dir
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ class RotatingLog:
                 data = self.header().encode("utf-8") + data
             if self._fd is None or self._fd_path != path:  # kept open between flushes; reopened on rotation
                 self.close()
-                self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+                self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE)
                 self._fd_path = path
             os.write(self._fd, data)
             self._size += len(data)
@@ -78,7 +79,7 @@ class RotatingLog:
         limit = self.max_file_size
         if self._path is not None and day == self._day and (limit is None or self._size + incoming <= limit):
             return self._path, False
-        self.directory.mkdir(parents=True, exist_ok=True)
+        private_dir(self.directory)
         numbers = [int(m.group(2)) for p in self.directory.iterdir()
                    if (m := self.pattern.match(p.name)) and m.group(1) == day]
         number = max(numbers, default=1)
