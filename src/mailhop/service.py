@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import logging
 import signal
-import ssl
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,10 +22,11 @@ from mailhop.admin.api import AdminContext
 from mailhop.admin.auth import Sessions
 from mailhop.admin.server import AdminServer
 from mailhop.clock import SYSTEM_CLOCK, Clock
-from mailhop.config import ReceiveConnectorSettings, Settings, split_hostport
+from mailhop.config import Settings
 from mailhop.delivery.dns import DnsResolver
 from mailhop.delivery.tls import TlsPolicy
-from mailhop.errors import ConfigError, MailhopError
+from mailhop.errors import MailhopError
+from mailhop.listeners import admin_tls_context, bind, server_tls_context
 from mailhop.model.ids import IdGenerator
 from mailhop.private import private_dir
 from mailhop.private import problems as private_problems
@@ -48,18 +48,6 @@ from mailhop.tracking.log import TrackingLog, tracking_dir
 from mailhop.tracking.protocol import ProtocolLog
 
 log = logging.getLogger("mailhop")
-
-
-def server_tls_context(rc: ReceiveConnectorSettings) -> ssl.SSLContext | None:
-    if rc.tls_certificate is None or rc.tls_key is None:
-        return None
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    try:
-        ctx.load_cert_chain(str(rc.tls_certificate), str(rc.tls_key))
-    except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(f"receive connector '{rc.name}': tls_certificate/tls_key cannot be loaded: {exc}") from None
-    return ctx
 
 
 def receive_trace(plog: ProtocolLog, connector: str) -> Callable[[Session, str, str], None]:
@@ -108,15 +96,15 @@ class Service:
         sealer = Sealer(s.server.secret_key_path)
         await reseal(store.connectors, sealer)
         self.services = Services.build(s, store, clock, tracker, ndr, sealer)
-        await scheduler.start()
         try:
+            # Every listener is bound before anything is served: one that cannot listen stops the
+            # start with a line that names it, before any SMTP connection is taken.
             receive_log = ProtocolLog(s.data_dir, False, s.protocol_log, clock)
             self.logs.append(receive_log)
             users = UserStore(s.server.users_path)
             for rc in s.receive_connectors:
-                handler = ReceiveHandler(rc, submission, users, clock)
                 tls_context = server_tls_context(rc)
-                server = SMTPServer(handler, ServerOptions(
+                server = SMTPServer(ReceiveHandler(rc, submission, users, clock), ServerOptions(
                     hostname=rc.fqdn or s.server.fqdn,
                     max_message_size=rc.max_message_size,
                     max_recipients=rc.max_recipients_per_message,
@@ -127,20 +115,28 @@ class Service:
                     tls_context=tls_context,
                     require_tls=rc.require_tls,
                     auth_enabled=rc.auth and tls_context is not None,
+                    clock=clock,
                 ), protocol_log=receive_trace(receive_log, rc.name) if rc.protocol_logging_level == "Verbose" else None,
                    accepting=lambda: not scheduler.draining)
-                host, port = split_hostport(rc.bind)
-                await server.start(host, port, reuse_port=s.server.workers > 1)
+                await server.listen(bind(f"receive connector '{rc.name}'", rc.bind, reuse_port=s.server.workers > 1))
                 self.listeners.append((rc.name, server))
-                log.info("%s: receive connector '%s' listening on %s", s.server.name, rc.name, rc.bind)
             if self.worker == 0:  # console sessions and the control socket live in one process
                 self.control = ControlServer(socket_path(s.data_dir), self.services)
                 await self.control.start()
                 if s.admin.enabled:
-                    self.admin = AdminServer(AdminContext(s, self.services, store, Sessions(s.admin.session_lifetime,
-                                                                                             clock), clock))
-                    await self.admin.start()
-                    log.info("%s: admin API and console on http://%s/", s.server.name, s.admin.bind)
+                    admin_tls_context(s.admin)  # refuses a certificate that cannot be used, now
+                    self.admin = AdminServer(
+                        AdminContext(s, self.services, store, Sessions(s.admin.session_lifetime, clock), clock),
+                        bind("the admin API", s.admin.bind))
+            await scheduler.start()
+            for name, server in self.listeners:
+                await server.serve()
+                log.info("%s: receive connector '%s' listening on %s", s.server.name, name,
+                         next(rc.bind for rc in s.receive_connectors if rc.name == name))
+            if self.admin is not None:
+                await self.admin.start()
+                scheme = "https" if s.admin.tls_certificate else "http"
+                log.info("%s: admin API and console on %s://%s/", s.server.name, scheme, s.admin.bind)
         except (OSError, MailhopError):
             await self.stop()
             raise

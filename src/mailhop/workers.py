@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 log = logging.getLogger("mailhop.workers")
 RESTART_DELAY = 1.0
+FATAL = 78  # EX_CONFIG: a worker that exits with it failed at start; the others stop too, nothing restarts
 
 
 def supervise(count: int, run_worker: Callable[[int], int]) -> int:
@@ -66,6 +67,10 @@ def supervise(count: int, run_worker: Callable[[int], int]) -> int:
         if index < 0:
             continue
         code = os.waitstatus_to_exitcode(wait_status)
+        if code == FATAL and not stopping:
+            forward(signal.SIGTERM, None)
+            status = 1
+            continue
         if stopping:
             status = status or (code if code > 0 else 0)
             continue

@@ -131,6 +131,21 @@ async def test_record_deletes_finished_messages_only(store: Store) -> None:
         await store.messages.body(m.info.id)
 
 
+async def test_only_the_current_lease_owner_records_an_outcome(store: Store) -> None:
+    await store.messages.submit([message(rcpt("a@x.test"))])
+    [stale] = (await store.messages.claim("EXCH01/0/slow", NOW, NOW + 60, 10, None))[0].recipients
+    # EXCH01 stalls past its lease; EXCH02 takes the recipient over and delivers it.
+    assert await store.messages.recover("EXCH02/0", "EXCH02/0/live", NOW + 61)
+    [fresh] = (await store.messages.claim("EXCH02/0/live", NOW + 61, NOW + 121, 10, None))[0].recipients
+    await store.messages.record(RecordBatch([RecipientUpdate(stale.id, RETRY, next_attempt_at=NOW + 999,
+                                                             last_error="451 4.4.0 late")], owner="EXCH01/0/slow"))
+    row = (await store.queues.messages())[0][1][0]
+    assert (row.status, row.lease_owner, row.last_error) == (ACTIVE, "EXCH02/0/live", None)  # untouched
+    await store.messages.record(RecordBatch([RecipientUpdate(fresh.id, DELIVERED, attempted=True)],
+                                            owner="EXCH02/0/live"))
+    assert await store.queues.messages() == []
+
+
 async def test_record_moves_recipient_to_new_route(store: Store) -> None:
     await store.messages.submit([message(rcpt("a@x.test", connector=None, queue="Submission"))])
     r = (await store.messages.claim("S/1", NOW, NOW + 60, 10, None))[0].recipients[0]

@@ -55,7 +55,9 @@ async def transport_factory(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]
                                     "remote_ip_ranges": ["127.0.0.0/8"]}],
             "queue": {"glitch_retry_interval": "0.3s", "transient_retry_interval": "0.3s",
                       "message_retry_interval": "0.3s", "retry_jitter": 0},
-            "delivery": {"connect_timeout": "5s", "command_timeout": "20s", "connection_cache_time": "0.5s"},
+            # The test DNS servers answer with loopback addresses.
+            "delivery": {"connect_timeout": "5s", "command_timeout": "20s", "connection_cache_time": "0.5s",
+                         "allow_private_mx": True},
             "admin": {"bind": f"127.0.0.1:{free_port()}"},
         }
         for key, value in sections.items():

@@ -14,6 +14,7 @@ import hashlib
 import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -966,8 +967,9 @@ async def test_unknown_objects_are_not_found(api: Api) -> None:
 # --- the OpenAPI document ------------------------------------------------------------------------
 
 
-async def test_openapi_document_is_public_and_lists_every_route(api: Api) -> None:
-    r = await api.anon.get("/api/openapi.json")
+async def test_openapi_document_needs_a_token_and_lists_every_route(api: Api) -> None:
+    assert_error(await api.anon.get("/api/openapi.json"), 401)
+    r = await api.reader.get("/api/openapi.json")
     assert r.status_code == 200, r.text
     doc = r.json()
     assert doc["openapi"].startswith("3.")
@@ -976,7 +978,7 @@ async def test_openapi_document_is_public_and_lists_every_route(api: Api) -> Non
     # ...and the running application has no /api route the document leaves out.
     app = api.t.service.admin.server.config.app
     served = {(method, route.path) for route in app.routes if isinstance(route, APIRoute)
-              and route.path.startswith("/api/") for method in route.methods}
+              and route.path.startswith("/api/") and route.include_in_schema for method in route.methods}
     assert served == set(OPERATIONS)
     for method, path in OPERATIONS:
         responses = doc["paths"][path][method.lower()]["responses"]
@@ -988,9 +990,39 @@ async def test_openapi_document_is_public_and_lists_every_route(api: Api) -> Non
 
 async def test_openapi_documents_the_status_codes_the_api_answers(api: Api) -> None:
     """Invalid input is answered 400 with {"detail": "..."}; the document must not promise a 422 list instead."""
-    doc = (await api.anon.get("/api/openapi.json")).json()
+    doc = (await api.reader.get("/api/openapi.json")).json()
     promised_422 = sorted(f"{method.upper()} {path}" for path, ops in doc["paths"].items()
                           for method, op in ops.items() if "422" in op["responses"])
     r = await api.full.get("/api/messages", params={"result_size": 0})
     assert_error(r, 400)  # what a validation failure really is
     assert promised_422 == [], f"documented 422 (HTTPValidationError) that the API never sends: {promised_422}"
+
+
+async def test_every_answer_carries_the_security_headers(api: Api) -> None:
+    for r in (await api.anon.get("/console/"), await api.anon.get("/api/queues"), await api.reader.get("/api/queues"),
+              await api.anon.get("/console/app.js")):
+        assert "frame-ancestors 'none'" in r.headers["content-security-policy"], r.request.url
+        assert "script-src 'self'" in r.headers["content-security-policy"]
+        assert r.headers["x-frame-options"] == "DENY" and r.headers["referrer-policy"] == "no-referrer"
+        assert r.headers["x-content-type-options"] == "nosniff"
+
+
+async def test_the_admin_api_speaks_https_with_a_certificate(transport_factory: Any, tmp_path: Path) -> None:
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    cert.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "admin.pem"))
+    t = await transport_factory(admin={"bind": f"127.0.0.1:{free_port()}", "tls_certificate": str(tmp_path / "admin.pem"),
+                                       "tls_key": str(tmp_path / "admin.pem")})
+    url = f"https://{t.service.settings.admin.bind}"
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    async with httpx.AsyncClient(verify=context) as client:
+        r = await client.get(f"{url}/api/queues")
+    assert r.status_code == 401 and "frame-ancestors" in r.headers["content-security-policy"]
+    async with httpx.AsyncClient(verify=False) as plain:
+        with pytest.raises(httpx.HTTPError):
+            await plain.get(url.replace("https", "http") + "/api/queues")

@@ -325,6 +325,29 @@ async def test_tracking_follows_message_from_receive_to_send(transport_factory: 
 
 # --- unit: mx_endpoints ordering with a fake resolver ----------------------------------------------
 
+async def any_mx(*args: Any, **kwargs: Any) -> list[Endpoint]:
+    """mx_endpoints for the unit tests of ordering: their documentation addresses count as private."""
+    return await mx_endpoints(*args, allow_private=True, **kwargs)
+
+
+async def test_unit_private_addresses_and_ip_literal_mx_names_are_skipped() -> None:
+    r = FakeResolver(mx={"mixed.test": [(10, "inside.mixed.test"), (20, "outside.mixed.test"), (5, "192.0.2.1")],
+                         "hostile.test": [(10, "loop.hostile.test"), (20, "ll.hostile.test")],
+                         "literal.test": [(10, "192.0.2.1")]},
+                     addresses={"inside.mixed.test": ["10.1.2.3", "fd00::1"], "outside.mixed.test": ["1.2.3.4"],
+                                "loop.hostile.test": ["127.0.0.1", "::1"], "ll.hostile.test": ["169.254.1.1"]})
+    assert await mx_endpoints("mixed.test", 25, r) == [Endpoint("outside.mixed.test", "1.2.3.4", 25)]
+    with pytest.raises(DeliveryDnsError) as hostile:
+        await mx_endpoints("hostile.test", 25, r)
+    assert (hostile.value.reply.code, hostile.value.reply.enhanced) == (451, "4.4.0")
+    assert "loopback, private or link-local" in hostile.value.reply.text
+    with pytest.raises(DeliveryDnsError) as literal:
+        await mx_endpoints("literal.test", 25, r, allow_private=True)
+    assert "names an IP address" in literal.value.reply.text
+    assert [e.ip for e in await mx_endpoints("hostile.test", 25, r, allow_private=True)] == [
+        "127.0.0.1", "::1", "169.254.1.1"]
+
+
 def _resolver(records: list[tuple[int, str]], domain: str = "example.test") -> FakeResolver:
     hosts = {h.lower(): [f"192.0.2.{i}"] for i, h in enumerate(sorted({h.lower() for _, h in records}), 1)}
     return FakeResolver(mx={domain: records}, addresses=hosts)
@@ -338,7 +361,7 @@ async def test_unit_mx_hosts_in_preference_order_each_address_in_turn() -> None:
     r = FakeResolver(mx={"example.test": [(30, "c.test"), (10, "a.test"), (20, "b.test")]},
                      addresses={"a.test": ["192.0.2.1", "2001:db8::1"], "b.test": ["192.0.2.2"],
                                 "c.test": ["192.0.2.3"]})
-    eps = await mx_endpoints("example.test", 2525, r, rng=random.Random(1))
+    eps = await any_mx("example.test", 2525, r, rng=random.Random(1))
     assert eps == [Endpoint("a.test", "192.0.2.1", 2525), Endpoint("a.test", "2001:db8::1", 2525),
                    Endpoint("b.test", "192.0.2.2", 2525), Endpoint("c.test", "192.0.2.3", 2525)]
 
@@ -347,9 +370,9 @@ async def test_unit_equal_preference_hosts_are_shuffled_by_the_rng() -> None:
     records = [(10, "a.test"), (10, "b.test"), (10, "c.test"), (10, "d.test"), (20, "e.test"), (20, "f.test")]
     orders = set()
     for seed in range(30):
-        first = _hosts(await mx_endpoints("example.test", 25, _resolver(records), max_mx_hosts=10,
+        first = _hosts(await any_mx("example.test", 25, _resolver(records), max_mx_hosts=10,
                                           rng=random.Random(seed)))
-        again = _hosts(await mx_endpoints("example.test", 25, _resolver(records), max_mx_hosts=10,
+        again = _hosts(await any_mx("example.test", 25, _resolver(records), max_mx_hosts=10,
                                           rng=random.Random(seed)))
         assert first == again  # a seeded rng makes the order reproducible
         assert sorted(first[:4]) == ["a.test", "b.test", "c.test", "d.test"]  # preference 10 first
@@ -362,7 +385,7 @@ async def test_unit_equal_preference_hosts_are_shuffled_by_the_rng() -> None:
 async def test_unit_max_mx_hosts_keeps_the_most_preferred() -> None:
     records = [(p, f"mx{p}.test") for p in (70, 10, 50, 30, 60, 20, 40)]
     r = _resolver(records)
-    eps = await mx_endpoints("example.test", 25, r, max_mx_hosts=3, rng=random.Random(0))
+    eps = await any_mx("example.test", 25, r, max_mx_hosts=3, rng=random.Random(0))
     assert _hosts(eps) == ["mx10.test", "mx20.test", "mx30.test"]
     looked_up = list(dict.fromkeys(name for kind, name in r.queries if kind in ("A", "AAAA")))
     assert looked_up == ["mx10.test", "mx20.test", "mx30.test"]  # the others are not even resolved
@@ -370,14 +393,14 @@ async def test_unit_max_mx_hosts_keeps_the_most_preferred() -> None:
 
 async def test_unit_duplicate_mx_records_give_one_host() -> None:
     records = [(10, "mx1.test"), (10, "MX1.test"), (10, "mx1.test"), (20, "mx2.test")]
-    eps = await mx_endpoints("example.test", 25, _resolver(records), rng=random.Random(0))
+    eps = await any_mx("example.test", 25, _resolver(records), rng=random.Random(0))
     assert _hosts(eps) == ["mx1.test", "mx2.test"]
 
 
 async def test_unit_host_listed_at_two_preferences_is_tried_once_at_the_better_one() -> None:
     # mx1 is both primary and backup; the real backup (mx2) must still make the cut of 2 hosts.
     records = [(10, "mx1.test"), (20, "mx1.test"), (30, "mx2.test")]
-    eps = await mx_endpoints("example.test", 25, _resolver(records), max_mx_hosts=2, rng=random.Random(0))
+    eps = await any_mx("example.test", 25, _resolver(records), max_mx_hosts=2, rng=random.Random(0))
     assert len(set(eps)) == len(eps), f"duplicate endpoints: {eps}"
     assert _hosts(eps) == ["mx1.test", "mx2.test"]
 
@@ -385,13 +408,13 @@ async def test_unit_host_listed_at_two_preferences_is_tried_once_at_the_better_o
 async def test_unit_dns_outcomes() -> None:
     r = FakeResolver(mx={"implicit.test": [], "dangling.test": [(10, "missing.test")]}, null_mx=["null.test"],
                      addresses={"implicit.test": ["192.0.2.9"]})
-    assert await mx_endpoints("implicit.test", 25, r) == [Endpoint("implicit.test", "192.0.2.9", 25)]
+    assert await any_mx("implicit.test", 25, r) == [Endpoint("implicit.test", "192.0.2.9", 25)]
     with pytest.raises(DeliveryDnsError) as null:
-        await mx_endpoints("null.test", 25, r)
+        await any_mx("null.test", 25, r)
     assert (null.value.reply.code, null.value.reply.enhanced, null.value.permanent) == (556, "5.1.10", True)
     with pytest.raises(DeliveryDnsError) as nx:
-        await mx_endpoints("nx.test", 25, r)
+        await any_mx("nx.test", 25, r)
     assert (nx.value.reply.code, nx.value.reply.enhanced) == (554, "5.4.4")
     with pytest.raises(DeliveryDnsError) as dangling:  # MX hosts that do not resolve: try again later
-        await mx_endpoints("dangling.test", 25, r)
+        await any_mx("dangling.test", 25, r)
     assert (dangling.value.reply.code, dangling.value.reply.enhanced, dangling.value.permanent) == (451, "4.4.0", False)

@@ -161,8 +161,9 @@ LINKS: dict[tuple[str, str, str], dict[str, tuple[str, str, dict[str, str]]]] = 
 
 @pytest.fixture(scope="module")
 def document(live: Live) -> dict[str, Any]:
-    # The document is served without a token.
-    r = httpx.get(f"{live.url}/api/openapi.json")
+    # The document is served to a token, like everything else.
+    assert httpx.get(f"{live.url}/api/openapi.json").status_code == 401
+    r = httpx.get(f"{live.url}/api/openapi.json", headers=live.auth)
     assert r.status_code == 200, r.text
     doc: dict[str, Any] = r.json()
     return doc

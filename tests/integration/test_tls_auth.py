@@ -136,6 +136,21 @@ async def test_opportunistic_tls_handshake_failure_falls_back_to_clear_text(
     assert "TlsVersion" not in await send_event(t, qid)
 
 
+async def test_basic_auth_is_never_sent_in_clear_after_a_failed_handshake(
+        transport_factory: Any, receiver_factory: Any, pki: Pki) -> None:
+    """Whoever breaks the handshake (a man in the middle) must not get the password in clear on the
+    retry without TLS: with BasicAuth (not ...RequireTLS) the host is simply not tried in clear."""
+    rx = receiver_factory(starttls=pki.server_context(None), users={USER: PASSWORD},
+                          auth_require_tls=False)
+    t = await transport_factory()
+    await add_relay(t, rx, secret=PASSWORD, SmartHostAuthMechanism="BasicAuth", AuthenticationCredential=USER)
+    qid = await send_one(t)
+    error = await failed_attempt(t, qid)
+    assert "never sent in clear text after a failed TLS handshake" in error, error
+    assert rx.auth_commands == [] and rx.checks == [] and rx.arrivals == []
+    await assert_still_queued(t, qid)
+
+
 # --- 2. RequireTLS ------------------------------------------------------------------------------
 
 

@@ -58,7 +58,8 @@ class Mailhop:
                                     "remote_ip_ranges": ["127.0.0.1/32"]}],
             "queue": {"glitch_retry_interval": "1s", "transient_retry_interval": "1s",
                       "message_retry_interval": "1s", "retry_jitter": 0},
-            "delivery": {"connect_timeout": "5s", "command_timeout": "30s", "connection_cache_time": "1s"},
+            "delivery": {"connect_timeout": "5s", "command_timeout": "30s", "connection_cache_time": "1s",
+                         "allow_private_mx": True},  # the test DNS servers answer with loopback addresses
             "admin": {"bind": f"127.0.0.1:{free_port()}"},
         }
         for key, value in sections.items():

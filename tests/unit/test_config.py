@@ -318,3 +318,16 @@ def test_parse_ip_range_rejects(text: str) -> None:
 def test_remote_ip_ranges_accept_each_form(tmp_path: Path, item: str) -> None:
     text = f'[[receive_connectors]]\nname = "R"\nremote_ip_ranges = ["{item}"]\n'
     assert load(write(tmp_path, text), environ=ENV).receive_connectors[0].remote_ip_ranges == [item]
+
+
+@pytest.mark.parametrize("bind", ["0.0.0.0:8025", "[::]:8025", "192.0.2.10:8025", "admin.contoso.test:8025"])
+def test_the_admin_api_beyond_loopback_needs_tls_or_an_explicit_yes(bind: str, tmp_path: Path) -> None:
+    from mailhop.config import from_mapping
+
+    with pytest.raises(ConfigError, match="is not a loopback address: give tls_certificate and tls_key"):
+        from_mapping({"admin": {"bind": bind}})
+    assert from_mapping({"admin": {"bind": bind, "allow_insecure_bind": True}}).admin.bind == bind
+    tls = {"tls_certificate": str(tmp_path / "c.pem"), "tls_key": str(tmp_path / "k.pem")}
+    assert from_mapping({"admin": {"bind": bind, **tls}}).admin.tls_certificate is not None
+    for loopback in ("127.0.0.1:8025", "[::1]:8025", "localhost:8025"):
+        assert from_mapping({"admin": {"bind": loopback}}).admin.bind == loopback

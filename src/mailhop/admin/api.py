@@ -7,7 +7,8 @@ Bearer ...``) or a browser session made from one; read-only tokens may only read
 requests made with the session cookie that change something must carry the session's
 ``X-CSRF-Token``.  Errors are JSON ``{"detail": "..."}``: 400 invalid input, 401 no
 valid token, 403 not allowed, 404 not found, 409 conflict, 503 the store failed.
-The OpenAPI document is served at ``/api/openapi.json``.
+The OpenAPI document is served at ``/api/openapi.json``, to a token like everything else;
+every answer carries a Content-Security-Policy and frame and referrer headers.
 """
 
 from __future__ import annotations
@@ -45,6 +46,14 @@ from mailhop.tracking.search import Query as TrackQuery
 from mailhop.tracking.search import parse_time, search
 
 STATIC = Path(__file__).parent / "static"
+# The console is the API's own static files: nothing inline, no other origin, never framed.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+                                "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"),
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+}
 COOKIE = "mailhop_session"
 JSON = dict[str, Any]
 
@@ -123,8 +132,14 @@ Writer = Annotated[Principal, Depends(writer)]
 
 
 def create_app(ctx: AdminContext) -> FastAPI:
-    app = FastAPI(title="mailhop admin API", version="1", openapi_url="/api/openapi.json",
-                  docs_url=None, redoc_url=None)
+    # The OpenAPI document is served by a route of its own below, behind a token like the rest.
+    app = FastAPI(title="mailhop admin API", version="1", openapi_url=None, docs_url=None, redoc_url=None)
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next: Any) -> Any:
+        response = await call_next(request)
+        response.headers.update(SECURITY_HEADERS)
+        return response
 
     @app.exception_handler(MailhopError)
     async def mailhop_error(request: Request, exc: MailhopError) -> JSONResponse:
@@ -286,6 +301,10 @@ def create_app(ctx: AdminContext) -> FastAPI:
     @app.get(f"{api}/dashboard", responses=ERRORS, tags=["dashboard"])
     async def dashboard_data(who: Reader) -> JSON:
         return await dashboard(ctx.store, ctx.services.queues, tracking_dir(ctx.settings.data_dir), ctx.clock.now())
+
+    @app.get(f"{api}/openapi.json", include_in_schema=False)
+    async def openapi_document(who: Reader) -> JSONResponse:
+        return JSONResponse(app.openapi())
 
     # --- the web console (static files, no build step) ----------------------------------------------
 

@@ -19,7 +19,7 @@ import click
 from mailhop import __version__
 from mailhop.clock import SYSTEM_CLOCK, Clock
 from mailhop.config import Settings, load
-from mailhop.errors import MailhopError
+from mailhop.errors import ConfigError, MailhopError
 from mailhop.services import Services, control
 from mailhop.services.local import local_services
 from mailhop.store import Store, open_store
@@ -90,26 +90,48 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Data directory ([server] data_dir).")
 @click.option("--log-level", default="INFO", show_default=True,
               type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+@click.option("--check", is_flag=True, help="Check the configuration, every listener and the files; do not start.")
 @pass_ctx
-def serve(ctx: Context, name: str | None, fqdn: str | None, data_dir: str | None, log_level: str) -> None:
+def serve(ctx: Context, name: str | None, fqdn: str | None, data_dir: str | None, log_level: str,
+          check: bool) -> None:
     """Run the transport server until SIGTERM (which drains it)."""
     server = {k: v for k, v in (("name", name), ("fqdn", fqdn), ("data_dir", data_dir)) if v}
     if server:
         ctx.overrides["server"] = server
     settings = ctx.settings
+    from mailhop import preflight
+
+    report = preflight.check(settings, listeners=True)
+    if check:
+        for line in report.warnings:
+            click.echo(f"warning: {line}")
+        for line in report.errors:
+            click.echo(f"error: {line}")
+        click.echo(f"mailhop serve --check: {len(report.errors)} error(s), {len(report.warnings)} warning(s)")
+        raise SystemExit(1 if report.errors else 0)
+    if report.errors:  # before any listener is up (and before the workers fork)
+        raise ConfigError(report.errors[0])
     workers = settings.server.workers
     tag = f" {settings.server.name}/%(process)d" if workers > 1 else ""
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
                         format=f"%(asctime)s %(levelname)s{tag} %(name)s: %(message)s")
     from mailhop.service import Service
+    from mailhop.workers import FATAL
 
     def run_worker(index: int) -> int:
         try:
             import uvloop  # optional: the "fast" extra
         except ImportError:
-            asyncio.run(Service(settings, worker=index).run())
+            runner = asyncio.run
         else:
-            uvloop.run(Service(settings, worker=index).run())
+            runner = uvloop.run
+        try:
+            runner(Service(settings, worker=index).run())
+        except MailhopError as exc:
+            if workers == 1:
+                raise
+            click.echo(f"mailhop: worker {index}: {exc}", err=True)
+            return FATAL  # the supervisor stops the others: starting again would fail the same way
         return 0
 
     if workers == 1:

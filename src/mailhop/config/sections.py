@@ -113,6 +113,15 @@ def parse_ip_range(text: str) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Add
     return net[0], net[-1]
 
 
+def is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def split_hostport(value: str) -> tuple[str, int]:
     m = re.fullmatch(r"\[([^\]]+)\]:(\d+)|([^:\[\]]*):(\d+)", value.strip())
     if not m:
@@ -163,6 +172,9 @@ class DeliverySettings(Section):
     connection_cache_time: Duration = 5.0
     # MX hosts tried for one domain, in preference order (RFC 5321 asks senders to bound it).
     max_mx_hosts: int = Field(default=5, ge=1, le=50)
+    # Deliver to MX hosts at loopback, private or link-local addresses (a lab, a test, an
+    # internal DNS); off, a domain whose MX points into the server's own network is not tried.
+    allow_private_mx: bool = False
 
 
 class DnsSettings(Section):
@@ -233,12 +245,28 @@ class AdminSettings(Section):
     bind: str = "127.0.0.1:8025"
     # How long a browser session lasts after signing in with a token.
     session_lifetime: Duration = 8 * 3600.0
+    # HTTPS with this certificate (PEM chain) and key: needed to bind beyond loopback, where
+    # tokens and session cookies would otherwise cross the network in clear ...
+    tls_certificate: Path | None = None
+    tls_key: Path | None = None
+    # ... unless this says a TLS proxy in front of it (or a private network) takes care of that.
+    allow_insecure_bind: bool = False
 
     @field_validator("bind")
     @classmethod
     def _bind(cls, v: str) -> str:
         split_hostport(v)
         return v
+
+    @model_validator(mode="after")
+    def _tls(self) -> AdminSettings:
+        if (self.tls_certificate is None) != (self.tls_key is None):
+            raise ValueError("tls_certificate and tls_key go together")
+        host = split_hostport(self.bind)[0]
+        if not is_loopback(host) and self.tls_certificate is None and not self.allow_insecure_bind:
+            raise ValueError(f"'{self.bind}' is not a loopback address: give tls_certificate and tls_key (HTTPS), "
+                             "or allow_insecure_bind = true behind a TLS proxy")
+        return self
 
 
 class ClusterSettings(Section):

@@ -287,14 +287,16 @@ class DeliveryPool:
 
     async def endpoints(self, connector: SendConnector, next_hop: str) -> list[Endpoint]:
         if connector.dns_routing_enabled:
-            return await mx_endpoints(next_hop, connector.port, self.resolver, self.settings.max_mx_hosts)
+            return await mx_endpoints(next_hop, connector.port, self.resolver, self.settings.max_mx_hosts,
+                                      allow_private=self.settings.allow_private_mx)
         return await smart_host_endpoints(connector, self.resolver)
 
     async def connect(self, job: Job, ep: Endpoint) -> NextHopSession:
         """Open a session to ``ep`` as the connector demands (TLS, AUTH); ConnectionFailure if not.
 
         Opportunistic TLS that fails its handshake is retried once in clear text, as
-        Postfix's "may" level does; when TLS is required it never is.
+        Postfix's "may" level does; when TLS is required it never is, nor when the connector
+        authenticates (the credentials would go in clear to whoever broke the handshake).
         """
         connector = job.connector
         try:
@@ -314,6 +316,12 @@ class DeliveryPool:
         except ConnectionFailure as exc:
             if exc.stage != "starttls" or plan.required or plan.implicit:
                 raise
+            if auth is not None:
+                # Whoever broke the handshake would get the password in clear: BasicAuth may go
+                # in clear to a host that offers no TLS (Exchange's semantics), never after this.
+                raise ConnectionFailure(Reply(451, "4.7.0", (
+                    f"{exc.reply.text}; credentials are never sent in clear text after a failed TLS "
+                    "handshake, so this host is not tried without TLS")), "starttls") from None
             log.info("opportunistic TLS with %s failed (%s); trying without TLS", ep, exc.reply)
             return await open_with(TlsPlan(starttls=False))
 

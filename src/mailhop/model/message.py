@@ -137,3 +137,6 @@ class RecordBatch:
     outcomes: list[RecipientUpdate] = field(default_factory=list)
     new_messages: list[NewMessage] = field(default_factory=list)
     delay_notified: list[int] = field(default_factory=list)
+    # The lease owner recording: an outcome applies only to a recipient still leased to it, so
+    # a stalled server whose lease expired cannot overwrite what the new owner recorded.
+    owner: str | None = None

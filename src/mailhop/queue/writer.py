@@ -21,8 +21,9 @@ log = logging.getLogger(__name__)
 
 
 class OutcomeWriter:
-    def __init__(self, messages: Messages, on_done: Callable[[int, bool], None]) -> None:
+    def __init__(self, messages: Messages, owner: str, on_done: Callable[[int, bool], None]) -> None:
         self.messages = messages
+        self.owner = owner  # outcomes apply only where this worker still holds the lease
         self.on_done = on_done  # (jobs finished, whether new messages were written)
         self._tasks: set[asyncio.Task[None]] = set()
         self._acc = RecordBatch()
@@ -47,6 +48,7 @@ class OutcomeWriter:
             self.spawn(self.write(batch, jobs))
 
     async def write(self, batch: RecordBatch, jobs: int) -> None:
+        batch.owner = self.owner
         try:
             if batch.outcomes or batch.new_messages or batch.delay_notified:
                 await self.messages.record(batch)

@@ -27,6 +27,7 @@ import ipaddress
 import itertools
 import logging
 import re
+import socket
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -158,10 +159,20 @@ class SMTPServer:
         self.closing = False
 
     async def start(self, host: str, port: int, reuse_port: bool = False) -> None:
+        """Listen on ``host:port`` and serve at once (the tests' way; the service binds first)."""
         self._server = await asyncio.start_server(
             self._accept, host, port, limit=MAX_COMMAND_LINE, reuse_address=True, backlog=1024,
             reuse_port=reuse_port,
         )
+
+    async def listen(self, sock: socket.socket) -> None:
+        """Take a socket bound already (``listeners.bind``); nothing is accepted before ``serve``."""
+        self._server = await asyncio.start_server(self._accept, sock=sock, limit=MAX_COMMAND_LINE,
+                                                  start_serving=False)
+
+    async def serve(self) -> None:
+        assert self._server is not None
+        await self._server.start_serving()
 
     @property
     def sockets(self) -> list[object]:

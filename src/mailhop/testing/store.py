@@ -92,7 +92,7 @@ class MemoryMessages:
         self.d.check_new(batch.new_messages)
         for o in batch.outcomes:
             r = self.d.recipients.get(o.recipient_id)
-            if r is None:
+            if r is None or (batch.owner is not None and r.row.lease_owner != batch.owner):
                 continue
             row = r.row
             row.status = o.status

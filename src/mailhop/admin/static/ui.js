@@ -20,6 +20,8 @@ export function h(tag, props, ...children) {
   for (const [key, value] of Object.entries(props || {})) {
     if (value === undefined || value === null || value === false) continue;
     if (key === "class") node.className = value;
+    // CSSOM, not a style attribute: the Content-Security-Policy allows no inline styles.
+    else if (key === "style") node.style.cssText = value;
     else if (key === "dataset") Object.assign(node.dataset, value);
     else if (key.startsWith("on") && typeof value === "function") node.addEventListener(key.slice(2), value);
     else if (key === "value" || (typeof value === "boolean" && key in node)) node[key] = value;

@@ -117,10 +117,11 @@ class SqlMessages:
                     "queue = COALESCE(?, queue), "
                     "connector = CASE WHEN ? = 1 THEN NULL ELSE COALESCE(?, connector) END, "
                     "delivery_type = COALESCE(?, delivery_type), "
-                    "next_hop = COALESCE(?, next_hop) WHERE id = ?",
+                    "next_hop = COALESCE(?, next_hop) WHERE id = ? AND (CAST(? AS TEXT) IS NULL OR lease_owner = ?)",
                     [
                         (o.status, o.next_attempt_at, o.last_error, int(o.attempted), o.queue,
-                         int(o.clear_connector), o.connector, o.delivery_type, o.next_hop, o.recipient_id)
+                         int(o.clear_connector), o.connector, o.delivery_type, o.next_hop, o.recipient_id,
+                         batch.owner, batch.owner)
                         for o in batch.outcomes
                     ],
                 )
