@@ -26,17 +26,23 @@ def held_message(m: Mailhop, to: str) -> str:
     return result.queued_id
 
 
+def with_home(m: Mailhop, sink: Sink) -> Mailhop:
+    """A running server whose mail to contoso.test (the sender's NDRs) goes to ``sink``."""
+    m.start()
+    m.cli("connector", "new", "Home", "--dns-routing-enabled", "false", "--smart-hosts",
+          f"[127.0.0.1]:{sink.port}", "--address-spaces", "contoso.test")
+    m.wait_config(1)
+    return m
+
+
 def events(m: Mailhop, message_id: str, event: str) -> list[dict[str, Any]]:
     return [e for e in m.tracking() if str(e.get("InternalMessageId")) == message_id and e["EventId"] == event]
 
 
 def test_remove_with_ndr_is_carried_out_by_the_running_server(mailhop_factory: Callable[..., Mailhop]) -> None:
     sink = Sink(port=free_port()).start()
-    m = mailhop_factory().start()
+    m = with_home(mailhop_factory(), sink)
     try:
-        m.cli("connector", "new", "Home", "--dns-routing-enabled", "false", "--smart-hosts",
-              f"[127.0.0.1]:{sink.port}", "--address-spaces", "contoso.test")
-        m.wait_config(1)
         control = m.data_dir / "control.sock"
         assert stat.S_ISSOCK(control.stat().st_mode) and stat.S_IMODE(control.stat().st_mode) == 0o600
         held = held_message(m, "held@nowhere.test")
@@ -60,11 +66,8 @@ def test_remove_with_ndr_is_carried_out_by_the_running_server(mailhop_factory: C
 
 def test_with_no_server_running_the_cli_acts_on_the_store(mailhop_factory: Callable[..., Mailhop]) -> None:
     sink = Sink(port=free_port()).start()
-    m = mailhop_factory().start()
+    m = with_home(mailhop_factory(), sink)
     try:
-        m.cli("connector", "new", "Home", "--dns-routing-enabled", "false", "--smart-hosts",
-              f"[127.0.0.1]:{sink.port}", "--address-spaces", "contoso.test")
-        m.wait_config(1)
         held = held_message(m, "held@nowhere.test")
         assert m.terminate() == 0
         assert not (m.data_dir / "control.sock").exists()

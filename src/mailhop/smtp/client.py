@@ -36,7 +36,14 @@ from mailhop.smtp.failures import (
     transaction_error_reply,
 )
 from mailhop.smtp.outgoing import Body, DotStuffer, dot_stuff
-from mailhop.smtp.session import AuthPlan, TlsPlan, Trace, Transaction, no_verify_context
+from mailhop.smtp.session import (
+    AuthPlan,
+    TlsPlan,
+    Trace,
+    Transaction,
+    mail_parameters,
+    no_verify_context,
+)
 
 MAX_REPLY_LINES = 100
 MAX_REPLY_LINE = 8 * 1024   # RFC 5321 says 512; real servers write longer texts
@@ -243,21 +250,10 @@ class ClientConnection:
     ) -> Transaction:
         """One transaction; never raises for what the peer says or does, nor when a streamed
         body cannot be read (the connection is dropped before the end of DATA: 451 4.3.0)."""
-        options: list[str] = []
         size = len(body) if isinstance(body, bytes) else body.size
-        if self.supports("size"):
-            limit = self.extensions.get("size", "").strip()
-            if limit.isdigit() and int(limit) > 0 and size > int(limit):
-                fail = Reply(550, "5.3.4", "SMTPSEND.OverAdvertisedSize; message size exceeds fixed maximum size")
-                return Transaction({r: fail for r in recipients}, failure=fail)
-            options.append(f"SIZE={size}")
-        if eight_bit and self.supports("8bitmime"):
-            options.append("BODY=8BITMIME")
-        if smtputf8 or not sender.isascii() or not all(r.isascii() for r in recipients):
-            if not self.supports("smtputf8"):
-                fail = Reply(550, "5.6.7", "SMTPSEND.Utf8; the remote server does not support SMTPUTF8")
-                return Transaction({r: fail for r in recipients}, failure=fail)
-            options.append("SMTPUTF8")
+        options = mail_parameters(sender, recipients, size, self.extensions, eight_bit, smtputf8)
+        if isinstance(options, Reply):
+            return Transaction({r: options for r in recipients}, failure=options)
         mail = " ".join([f"MAIL FROM:<{sender}>", *options])
         try:
             if self.supports("pipelining"):

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from mailhop.errors import ConnectionFailure
 from mailhop.outcome import Reply
-from mailhop.smtp.session import AuthPlan
+from mailhop.smtp.session import AuthPlan, auth_mechanism
 
 if TYPE_CHECKING:
     from mailhop.smtp.client import ClientConnection
@@ -23,20 +23,7 @@ if TYPE_CHECKING:
 async def authenticate(conn: ClientConnection, auth: AuthPlan) -> None:
     """AUTH as planned, or ConnectionFailure (451 4.7.0) naming why the credentials were not accepted."""
     where = conn._where
-    if auth.require_tls and conn.tls_version is None:
-        mechanism_name = "XOAUTH2" if auth.xoauth2 else "BasicAuthRequireTLS"
-        raise ConnectionFailure(Reply(451, "4.7.0", (
-            f"{mechanism_name}: {where} did not offer TLS, so the credentials were not sent")), "auth")
-    offered = conn.extensions.get("auth", "").upper().split()
-    if auth.xoauth2:
-        mechanism = "XOAUTH2" if "XOAUTH2" in offered else None
-    else:
-        mechanism = next((m for m in ("PLAIN", "LOGIN") if m in offered), None)
-    if mechanism is None:
-        wanted = "XOAUTH2" if auth.xoauth2 else "PLAIN or LOGIN"
-        raise ConnectionFailure(Reply(451, "4.7.0", (
-            f"{where} offers no usable AUTH mechanism: wanted {wanted}, offered {' '.join(offered) or 'none'}")),
-            "auth")
+    mechanism = auth_mechanism(auth, conn.extensions, conn.tls_version is not None, where)
 
     def b64(text: str) -> str:
         return base64.b64encode(text.encode("utf-8")).decode("ascii")

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from mailhop.errors import ConnectionFailure
 from mailhop.outcome import Reply
 from mailhop.smtp.outgoing import Body
 
@@ -87,3 +88,42 @@ def no_verify_context() -> ssl.SSLContext:
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
     return ctx
+
+
+def mail_parameters(sender: str, recipients: list[str], size: int, extensions: dict[str, str],
+                    eight_bit: bool, smtputf8: bool) -> list[str] | Reply:
+    """The MAIL FROM parameters for a message, or the reply that fails it before anything is
+    sent: bigger than the advertised SIZE (5.3.4), or SMTPUTF8 needed and not offered (5.6.7)."""
+    options: list[str] = []
+    if "size" in extensions:
+        limit = extensions.get("size", "").strip()
+        if limit.isdigit() and int(limit) > 0 and size > int(limit):
+            return Reply(550, "5.3.4", "SMTPSEND.OverAdvertisedSize; message size exceeds fixed maximum size")
+        options.append(f"SIZE={size}")
+    if eight_bit and "8bitmime" in extensions:
+        options.append("BODY=8BITMIME")
+    if smtputf8 or not sender.isascii() or not all(r.isascii() for r in recipients):
+        if "smtputf8" not in extensions:
+            return Reply(550, "5.6.7", "SMTPSEND.Utf8; the remote server does not support SMTPUTF8")
+        options.append("SMTPUTF8")
+    return options
+
+
+def auth_mechanism(auth: AuthPlan, extensions: dict[str, str], over_tls: bool, where: str) -> str:
+    """The mechanism to authenticate with, or ConnectionFailure (451 4.7.0) when the credentials
+    must not be sent: no TLS where the plan requires it, or no mechanism the plan can use."""
+    if auth.require_tls and not over_tls:
+        mechanism_name = "XOAUTH2" if auth.xoauth2 else "BasicAuthRequireTLS"
+        raise ConnectionFailure(Reply(451, "4.7.0", (
+            f"{mechanism_name}: {where} did not offer TLS, so the credentials were not sent")), "auth")
+    offered = extensions.get("auth", "").upper().split()
+    if auth.xoauth2:
+        mechanism = "XOAUTH2" if "XOAUTH2" in offered else None
+    else:
+        mechanism = next((m for m in ("PLAIN", "LOGIN") if m in offered), None)
+    if mechanism is None:
+        wanted = "XOAUTH2" if auth.xoauth2 else "PLAIN or LOGIN"
+        raise ConnectionFailure(Reply(451, "4.7.0", (
+            f"{where} offers no usable AUTH mechanism: wanted {wanted}, offered {' '.join(offered) or 'none'}")),
+            "auth")
+    return mechanism

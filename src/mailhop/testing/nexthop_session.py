@@ -11,7 +11,15 @@ from mailhop.errors import ConnectionFailure, MailhopError, ProtocolError
 from mailhop.outcome import Reply
 from mailhop.smtp.failures import transaction_error_reply
 from mailhop.smtp.outgoing import Body, DotStuffer, dot_stuff
-from mailhop.smtp.session import AuthPlan, NextHopSession, TlsPlan, Trace, Transaction
+from mailhop.smtp.session import (
+    AuthPlan,
+    NextHopSession,
+    TlsPlan,
+    Trace,
+    Transaction,
+    auth_mechanism,
+    mail_parameters,
+)
 from mailhop.testing.nexthop_script import (
     AUTH_REFUSED,
     TLS_CIPHER,
@@ -90,20 +98,7 @@ class FakeSession:
 
     def _authenticate(self, auth: AuthPlan) -> None:
         where = self._where
-        if auth.require_tls and self.tls_version is None:
-            mechanism_name = "XOAUTH2" if auth.xoauth2 else "BasicAuthRequireTLS"
-            raise ConnectionFailure(Reply(451, "4.7.0", (
-                f"{mechanism_name}: {where} did not offer TLS, so the credentials were not sent")), "auth")
-        offered = self.extensions.get("auth", "").upper().split()
-        if auth.xoauth2:
-            mechanism = "XOAUTH2" if "XOAUTH2" in offered else None
-        else:
-            mechanism = next((m for m in ("PLAIN", "LOGIN") if m in offered), None)
-        if mechanism is None:
-            wanted = "XOAUTH2" if auth.xoauth2 else "PLAIN or LOGIN"
-            raise ConnectionFailure(Reply(451, "4.7.0", (
-                f"{where} offers no usable AUTH mechanism: wanted {wanted}, offered {' '.join(offered) or 'none'}")),
-                "auth")
+        mechanism = auth_mechanism(auth, self.extensions, self.tls_version is not None, where)
         self._trace(">", f"AUTH {mechanism} ****")
         credentials = self.endpoint.credentials or {}
         if credentials.get(auth.username) != auth.secret:
@@ -131,21 +126,10 @@ class FakeSession:
     ) -> Transaction:
         """One transaction, answered as ClientConnection answers it; never raises for what the peer does."""
         await asyncio.sleep(0)
-        options: list[str] = []
         size = len(body) if isinstance(body, bytes) else body.size
-        if self.supports("size"):
-            limit = self.extensions.get("size", "").strip()
-            if limit.isdigit() and int(limit) > 0 and size > int(limit):
-                fail = Reply(550, "5.3.4", "SMTPSEND.OverAdvertisedSize; message size exceeds fixed maximum size")
-                return Transaction({r: fail for r in recipients}, failure=fail)
-            options.append(f"SIZE={size}")
-        if eight_bit and self.supports("8bitmime"):
-            options.append("BODY=8BITMIME")
-        if smtputf8 or not sender.isascii() or not all(r.isascii() for r in recipients):
-            if not self.supports("smtputf8"):
-                fail = Reply(550, "5.6.7", "SMTPSEND.Utf8; the remote server does not support SMTPUTF8")
-                return Transaction({r: fail for r in recipients}, failure=fail)
-            options.append("SMTPUTF8")
+        options = mail_parameters(sender, recipients, size, self.extensions, eight_bit, smtputf8)
+        if isinstance(options, Reply):
+            return Transaction({r: options for r in recipients}, failure=options)
         try:
             return await self._transaction(sender, recipients, body, options)
         except (OSError, TimeoutError, ssl.SSLError, ProtocolError, asyncio.IncompleteReadError,
