@@ -11,7 +11,7 @@ STAMP   = $(VENV)/.installed
 # Debian packages the tests use as real peers: Postfix (smart host), swaks (client; Net::SSLeay for
 # its STARTTLS, only a Recommends of swaks), dnsmasq (DNS),
 # PostgreSQL (the cluster store), Chromium (the console, driven by Playwright).
-DEBIAN_TEST_PACKAGES = postfix swaks libnet-ssleay-perl dnsmasq-base postgresql chromium
+DEBIAN_TEST_PACKAGES = postfix swaks libnet-ssleay-perl dnsmasq-base postgresql chromium opendkim opendkim-tools
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 # make bench BENCH_ARGS=--quick        a reduced throughput run (2 rounds, 2000 messages, 4 KiB, 20 sessions)

@@ -65,3 +65,7 @@ class AuthenticationRequired(MailhopError):
 
 class PermissionDenied(MailhopError):
     """The credential is valid but may not do this (the admin API answers 403)."""
+
+
+class SigningError(MailhopError):
+    """A message that must be DKIM-signed cannot be (its domain's keys cannot be opened)."""

@@ -25,6 +25,7 @@ from mailhop.clock import SYSTEM_CLOCK, Clock
 from mailhop.config import Settings
 from mailhop.delivery.dns import DnsResolver
 from mailhop.delivery.tls import TlsPolicy
+from mailhop.dkim.keyring import Keyring
 from mailhop.errors import MailhopError
 from mailhop.listeners import admin_tls_context, bind, server_tls_context
 from mailhop.model.ids import IdGenerator
@@ -70,6 +71,8 @@ class Service:
     logs: list[ProtocolLog] = field(default_factory=list)
     admin: AdminServer | None = None
     control: ControlServer | None = None
+    keyring: Keyring | None = None
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _stopped: bool = False
 
@@ -86,16 +89,18 @@ class Service:
         tracker = Tracker(clock, owner, [self.tracking])
         ctx = QueueContext(s, store, tracker, clock, IdGenerator(clock, self.worker), RetryPolicy(s.queue), owner)
         live = Live(Snapshot(Router([], s.server.name)))
-        ndr = NdrComposer(ctx, live)
-        resolver = DnsResolver(s.dns.nameservers, s.dns.timeout, s.dns.lifetime)
+        sealer = Sealer(s.server.secret_key_path)
+        await reseal(store.connectors, sealer)
+        self.keyring = keyring = Keyring(store.dkim, sealer)
+        await keyring.refresh()
+        ndr = NdrComposer(ctx, live, keyring)
+        resolver = DnsResolver.from_settings(s.dns)
         send_log = ProtocolLog(s.data_dir, True, s.protocol_log, clock)
         self.logs = [send_log]
         self.scheduler = scheduler = Scheduler(ctx, live, ndr, resolver, tls_plan=TlsPolicy(s).plan,
                                                protocol_log=send_log)
         submission = Submission(ctx, live, ndr, scheduler)
-        sealer = Sealer(s.server.secret_key_path)
-        await reseal(store.connectors, sealer)
-        self.services = Services.build(s, store, clock, tracker, ndr, sealer)
+        self.services = Services.build(s, store, clock, tracker, ndr, sealer, resolver)
         try:
             # Every listener is bound before anything is served: one that cannot listen stops the
             # start with a line that names it, before any SMTP connection is taken.
@@ -104,7 +109,7 @@ class Service:
             users = UserStore(s.server.users_path)
             for rc in s.receive_connectors:
                 tls_context = server_tls_context(rc)
-                server = SMTPServer(ReceiveHandler(rc, submission, users, clock), ServerOptions(
+                server = SMTPServer(ReceiveHandler(rc, submission, users, clock, keyring), ServerOptions(
                     hostname=rc.fqdn or s.server.fqdn,
                     max_message_size=rc.max_message_size,
                     max_recipients=rc.max_recipients_per_message,
@@ -129,6 +134,11 @@ class Service:
                         AdminContext(s, self.services, store, Sessions(s.admin.session_lifetime, clock), clock),
                         bind("the admin API", s.admin.bind))
             await scheduler.start()
+            self._tasks.append(asyncio.create_task(
+                keyring.follow(clock, s.server.config_poll_interval), name="dkim-keys"))
+            if self.worker == 0:  # one look at DNS per server is enough
+                self._tasks.append(asyncio.create_task(
+                    self.services.dkim.follow_dns(s.dkim.check_interval), name="dkim-dns"))
             for name, server in self.listeners:
                 await server.serve()
                 log.info("%s: receive connector '%s' listening on %s", s.server.name, name,
@@ -151,6 +161,9 @@ class Service:
         if self.control is not None:
             await self.control.stop()
         await asyncio.gather(*(server.stop(grace) for _, server in self.listeners))
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.scheduler is not None:
             await self.scheduler.stop(grace)
         if self.tracking is not None:

@@ -34,6 +34,13 @@ ADDRESSES: dict[str, list[str]] = {
     "v6only.test": ["2001:db8::8"],
     "host.sub.deep.test": ["127.0.0.9"],  # deep.test and sub.deep.test exist without records
 }
+LONG_KEY = "v=DKIM1; k=rsa; p=" + "MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA" * 9  # > 255 bytes: several strings
+TXT: dict[str, list[str]] = {
+    "fabrikam.test": ["v=spf1 ip4:127.0.0.2 -all", "google-site-verification=abc"],
+    "selector1._domainkey.fabrikam.test": [LONG_KEY],
+    "_dmarc.fabrikam.test": ["v=DMARC1; p=reject"],
+}
+PTR: dict[str, list[str]] = {"127.0.0.2": ["mx1.fabrikam.test"], "127.0.0.6": ["dual.test"]}
 NULL_MX = ["nomail.test"]
 NXDOMAIN = ["gone.test"]  # not given to dnsmasq: every undefined name under .test is NXDOMAIN
 FAILING = ["broken.test"]
@@ -51,7 +58,7 @@ class Backend:
 
 @pytest.fixture(scope="module")
 def dns_server() -> Iterator[DnsServer]:
-    server = DnsServer(mx=MX, null_mx=NULL_MX, servfail=FAILING)
+    server = DnsServer(mx=MX, txt=TXT, ptr=PTR, null_mx=NULL_MX, servfail=FAILING)
     # DnsServer's ``a`` takes one address a name; dnsmasq takes one --host-record per address.
     server.record_args += [f"--host-record={host},{ip}" for host, ips in ADDRESSES.items() for ip in ips]
     with server:
@@ -61,7 +68,8 @@ def dns_server() -> Iterator[DnsServer]:
 @pytest.fixture(params=["fake", "dnsmasq"])
 def backend(request: pytest.FixtureRequest) -> Backend:
     if request.param == "fake":
-        fake = FakeResolver(mx=MX, addresses=ADDRESSES, null_mx=NULL_MX, nxdomain=NXDOMAIN, failing=FAILING)
+        fake = FakeResolver(mx=MX, addresses=ADDRESSES, txt=TXT, ptr=PTR, null_mx=NULL_MX, nxdomain=NXDOMAIN,
+                            failing=FAILING)
         return Backend("fake", fake, fake, lambda: list(fake.queries))
     server: DnsServer = request.getfixturevalue("dns_server")
     before = len(server.queries())
@@ -177,6 +185,39 @@ async def test_addresses_timeout_is_a_temporary_error(backend: Backend) -> None:
 async def test_ip_literal_is_its_own_address_without_a_query(backend: Backend, ip: str) -> None:
     assert await backend.resolver.addresses(ip) == [ip]
     assert backend.queries() == []
+
+
+# --- txt and ptr -------------------------------------------------------------------------------
+
+async def test_txt_records_of_a_name(backend: Backend) -> None:
+    assert sorted(await backend.resolver.txt("fabrikam.test")) == sorted(TXT["fabrikam.test"])
+    assert await backend.resolver.txt("_DMARC.fabrikam.test.") == ["v=DMARC1; p=reject"]
+
+
+async def test_txt_record_of_several_strings_is_joined_without_a_separator(backend: Backend) -> None:
+    assert await backend.resolver.txt("selector1._domainkey.fabrikam.test") == [LONG_KEY]
+
+
+async def test_txt_of_a_name_without_txt_records_is_empty_and_of_a_missing_name_nxdomain(backend: Backend) -> None:
+    assert await backend.resolver.txt("mx1.fabrikam.test") == []
+    assert await backend.resolver.txt("_domainkey.fabrikam.test") == []  # an empty non-terminal
+    error = await dns_error(backend.resolver.txt("selector2._domainkey.fabrikam.test"))
+    assert (error.permanent, str(error)) == (True, "selector2._domainkey.fabrikam.test: nonexistent domain (NXDOMAIN)")
+
+
+async def test_txt_timeout_is_a_temporary_error(backend: Backend) -> None:
+    error = await dns_error(backend.hasty.txt("_dmarc.broken.test"))
+    assert (error.permanent, str(error)) == (False, "DNS query for _dmarc.broken.test TXT failed with error ErrorTimeout")
+
+
+async def test_ptr_names_of_an_address(backend: Backend) -> None:
+    assert await backend.resolver.ptr("127.0.0.2") == ["mx1.fabrikam.test"]
+    assert backend.queries() == [("PTR", "2.0.0.127.in-addr.arpa")]
+
+
+async def test_ptr_of_an_address_without_a_reverse_name_is_nxdomain(backend: Backend) -> None:
+    error = await dns_error(backend.resolver.ptr("127.0.0.99"))
+    assert (error.permanent, str(error)) == (True, "99.0.0.127.in-addr.arpa: nonexistent domain (NXDOMAIN)")
 
 
 # --- queries -----------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 
 from mailhop.errors import ConflictError, NotFoundError, ValidationError
 from mailhop.model.connector import new_connector, update_connector
+from mailhop.model.dkim import ED25519, RSA, DkimConfig, PublicKey
 from mailhop.model.ids import IdGenerator
 from mailhop.model.message import (
     ACTIVE,
@@ -401,3 +403,48 @@ async def test_tokens(store: Store) -> None:
     assert await store.tokens.list() == []
     with pytest.raises(NotFoundError):
         await store.tokens.delete("ops")
+
+
+# --- DKIM signing configs ------------------------------------------------------------------------
+
+def dkim_config(domain: str = "contoso.test") -> DkimConfig:
+    keys = (PublicKey(RSA, "selector1", "UlNBa2V5", NOW), PublicKey(ED25519, "selector1-ed25519", "RWRrZXk=", NOW))
+    return DkimConfig(domain, slots=(keys, ()), created_at=NOW)
+
+
+async def test_dkim_configs_round_trip_and_keep_private_keys_apart(store: Store) -> None:
+    before = await store.dkim.version()
+    config = dkim_config()
+    await store.dkim.create(config, {"selector1": "fernet:rsa", "selector1-ed25519": "fernet:ed"})
+    assert await store.dkim.version() > before
+    assert await store.dkim.get("Contoso.TEST.") == config
+    assert await store.dkim.list() == [config]
+    assert await store.dkim.private_keys("contoso.test") == {"selector1": "fernet:rsa", "selector1-ed25519": "fernet:ed"}
+    with pytest.raises(ConflictError, match="already exists"):
+        await store.dkim.create(dkim_config(), {})
+    with pytest.raises(NotFoundError, match=r"no DKIM signing config for 'fabrikam\.test'"):
+        await store.dkim.get("fabrikam.test")
+
+
+async def test_dkim_update_replaces_named_keys_and_drops_those_of_selectors_gone(store: Store) -> None:
+    await store.dkim.create(dkim_config(), {"selector1": "k1", "selector1-ed25519": "e1"})
+    second = (PublicKey(RSA, "selector2", "UlNBMg==", NOW + 1),)
+    version = await store.dkim.version()
+    updated = await store.dkim.update(
+        "contoso.test", lambda c: dataclasses.replace(c.with_keys(2, second), pending=2), {"selector2": "k2"})
+    assert updated.pending == 2 and await store.dkim.get("contoso.test") == updated
+    assert await store.dkim.private_keys("contoso.test") == {"selector1": "k1", "selector1-ed25519": "e1",
+                                                               "selector2": "k2"}
+    assert await store.dkim.version() > version
+    await store.dkim.update("contoso.test", lambda c: c.with_keys(1, c.keys(1)[:1]))
+    assert await store.dkim.private_keys("contoso.test") == {"selector1": "k1", "selector2": "k2"}
+
+
+async def test_dkim_delete(store: Store) -> None:
+    await store.dkim.create(dkim_config(), {"selector1": "k1"})
+    assert await store.dkim.delete("CONTOSO.test") == "contoso.test"
+    assert await store.dkim.list() == []
+    with pytest.raises(NotFoundError):
+        await store.dkim.delete("contoso.test")
+    with pytest.raises(NotFoundError):
+        await store.dkim.private_keys("contoso.test")

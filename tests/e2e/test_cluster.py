@@ -149,7 +149,7 @@ def test_migrate_from_sqlite_to_postgresql(mailhop_factory: Callable[..., Mailho
     url = postgres_server.database()
     result: dict[str, Any] = single.cli_json("db", "migrate", "--from", f"sqlite:{single.data_dir / 'mailhop.db'}",
                                              "--to", url)
-    assert result == {"Connectors": 1, "QueueStates": result["QueueStates"], "Messages": 3}
+    assert result == {"Connectors": 1, "DkimSigningConfigs": 0, "QueueStates": result["QueueStates"], "Messages": 3}
     again = single.cli("db", "migrate", "--from", f"sqlite:{single.data_dir / 'mailhop.db'}", "--to", url, check=False)
     assert again.returncode == 1 and "not empty" in again.stderr
     moved = mailhop_factory("EXCH01", server={"store": url}).start()

@@ -3,7 +3,10 @@
 Names under ``local`` zones (default ``test``) that the test did not define are
 NXDOMAIN; a zone in ``servfail`` is forwarded to a dead upstream
 (127.0.0.1#9), so its queries time out (a temporary failure for the resolver).
-``null_mx`` domains get RFC 7505's ``MX 0 .``.  dnsmasq runs in the foreground
+``null_mx`` domains get RFC 7505's ``MX 0 .``.  ``txt`` gives each name its TXT
+records (split into strings of 255 bytes), ``ptr`` an address its PTR names; note that
+an ``a`` record (dnsmasq's ``--host-record``) gives its address a PTR too.  The
+reverse zones are local as well, so an address without a PTR is NXDOMAIN.  dnsmasq runs in the foreground
 as a child process and logs every query to a file, which ``queries`` reads back.
 
     with DnsServer(mx={"good.test": [(10, "mx1.good.test")]},
@@ -21,11 +24,13 @@ import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import dns.exception
 import dns.message
 import dns.query
 import dns.rcode
+import dns.reversename
 
 DNSMASQ = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"
 DEAD_UPSTREAM = "127.0.0.1#9"  # nothing answers there: forwarded queries time out
@@ -75,9 +80,11 @@ class DnsServer:
         *,
         mx: Mapping[str, Iterable[tuple[int, str]]] | None = None,
         a: Mapping[str, str] | None = None,
+        txt: Mapping[str, Iterable[str]] | None = None,
+        ptr: Mapping[str, str | Iterable[str]] | None = None,
         null_mx: Iterable[str] = (),
         servfail: Iterable[str] = (),
-        local: Iterable[str] = ("test",),
+        local: Iterable[str] = ("test", "in-addr.arpa", "ip6.arpa"),
         host: str = "127.0.0.1",
     ) -> None:
         self.host = host
@@ -86,6 +93,10 @@ class DnsServer:
         for domain, records in (mx or {}).items():
             args += [f"--mx-host={domain},{exchange},{pref}" for pref, exchange in records]
         args += [f"--host-record={name},{ip}" for name, ip in (a or {}).items()]
+        args += [txt_record(name, text) for name, texts in (txt or {}).items() for text in texts]
+        for ip, names in (ptr or {}).items():
+            reverse = dns.reversename.from_address(ip).to_text(omit_final_dot=True)
+            args += [f"--ptr-record={reverse},{n}" for n in ([names] if isinstance(names, str) else names)]
         # RFC 7505 null MX: preference 0 (0000), exchange the root name (00).
         args += [f"--dns-rr={domain},15,000000" for domain in null_mx]
         args += [f"--server=/{zone}/{DEAD_UPSTREAM}" for zone in servfail]
@@ -106,6 +117,20 @@ class DnsServer:
             "--no-resolv", "--no-hosts", "--cache-size=0", "--log-queries", "--log-facility=-",
             *self.record_args,
         ]
+
+    def restart(self, **records: Any) -> None:
+        """Serve other records (``DnsServer``'s arguments) on the same port: dnsmasq reads
+        them only when it starts, so it is stopped and started again."""
+        assert self.process is not None and self._dir is not None
+        replacement = DnsServer(**records, host=self.host)
+        self.record_args = replacement.record_args
+        self._reap()
+        assert self.log_path is not None
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(self._command(), stdin=subprocess.DEVNULL,
+                                            stdout=log, stderr=subprocess.STDOUT)
+        if not self._wait_ready(10.0):
+            raise RuntimeError(f"dnsmasq did not start again:\n{self.log()}")
 
     def start(self, timeout: float = 10.0) -> DnsServer:
         self._dir = tempfile.TemporaryDirectory(prefix="mailhop-dns-")
@@ -172,6 +197,17 @@ class DnsServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def txt_record(name: str, text: str) -> str:
+    """dnsmasq's option for one TXT record: the text in strings of at most 255 bytes (a
+    2048-bit DKIM key's record is longer; RFC 6376 section 3.6.2.2 joins them again)."""
+    data = text.encode()
+    chunks = [data[i:i + 255].decode() for i in range(0, len(data), 255)] or [""]
+    for chunk in chunks:
+        if "," in chunk or "\\" in chunk:  # dnsmasq's separator; quotes on its command line are literal
+            raise ValueError(f"TXT text for {name} holds a comma or backslash: {text!r}")
+    return f"--txt-record={name}," + ",".join(chunks)
 
 
 def resolve(server: DnsServer, name: str, rdtype: str) -> tuple[str, list[str]]:

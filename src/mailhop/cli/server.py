@@ -90,7 +90,8 @@ def migrate(ctx: Context, source: str, target: str, as_json: bool) -> None:
             await src.close()
 
     result = asyncio.run(run())
-    emit(result, as_json, f"Copied {result['Connectors']} connector(s), {result['Messages']} message(s) "
+    emit(result, as_json, f"Copied {result['Connectors']} connector(s), {result['DkimSigningConfigs']} DKIM "
+                          f"signing config(s), {result['Messages']} message(s) "
                           f"and {result['QueueStates']} queue state(s) to {_describe(target)}.")
 
 

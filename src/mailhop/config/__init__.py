@@ -24,6 +24,7 @@ from mailhop.config.sections import (
     CertificateSettings,
     ClusterSettings,
     DeliverySettings,
+    DkimSettings,
     DnsSettings,
     Duration,
     ProtocolLogSettings,
@@ -40,7 +41,7 @@ from mailhop.errors import ConfigError
 
 __all__ = [
     "DEFAULT_CONFIG_FILE", "AdminSettings", "CertificateSettings", "ClusterSettings", "DeliverySettings",
-    "DnsSettings", "Duration", "ProtocolLogSettings", "QueueSettings", "ReceiveConnectorSettings", "ServerSettings",
+    "DkimSettings", "DnsSettings", "Duration", "ProtocolLogSettings", "QueueSettings", "ReceiveConnectorSettings", "ServerSettings",
     "Settings", "Size", "TlsSettings", "TrackingSettings", "from_mapping", "load", "parse_ip_range", "split_hostport",
 ]
 
@@ -53,6 +54,7 @@ class Settings(Section):
     queue: QueueSettings = Field(default_factory=QueueSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     dns: DnsSettings = Field(default_factory=DnsSettings)
+    dkim: DkimSettings = Field(default_factory=DkimSettings)
     tracking: TrackingSettings = Field(default_factory=TrackingSettings)
     protocol_log: ProtocolLogSettings = Field(default_factory=ProtocolLogSettings)
     cluster: ClusterSettings = Field(default_factory=ClusterSettings)

@@ -61,6 +61,20 @@ class ServerSettings(Section):
     # Where AuthenticationTokenFile (XOAUTH2 access tokens) may point: nothing outside it is
     # read; default data_dir/tokens.  A relative AuthenticationTokenFile is taken from here.
     token_directory: Path | None = None
+    # The public addresses this server's mail leaves from (as receivers see them, past any
+    # NAT): what ``mailhop domain check`` holds against SPF and reverse DNS.
+    outbound_ips: list[str] = Field(default_factory=list)
+
+    @field_validator("outbound_ips")
+    @classmethod
+    def _outbound_ips(cls, v: list[str]) -> list[str]:
+        out = []
+        for item in v:
+            try:
+                out.append(str(ipaddress.ip_address(item.strip())))
+            except ValueError:
+                raise ValueError(f"'{item}' is not an IP address") from None
+        return out
 
     @property
     def users_path(self) -> Path:
@@ -200,6 +214,12 @@ class DnsSettings(Section):
             except ValueError:
                 raise ValueError(f"'{item}' is not an IP address or IP:port") from None
         return v
+
+
+class DkimSettings(Section):
+    # How often the server looks the DKIM selectors up in DNS: the Status of every signing
+    # config, and the switch to a rotated key once its record is published.
+    check_interval: Duration = Field(default=300.0, gt=0)
 
 
 class TrackingSettings(Section):

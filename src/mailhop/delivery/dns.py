@@ -6,6 +6,10 @@ Timeouts follow Exchange: 5 seconds a server, 1 minute for the whole query.
 Without configured nameservers, host addresses (smart hosts) are looked up
 with the operating system's resolver too, so /etc/hosts entries work.
 
+Besides MX and addresses for delivery, it answers TXT (DKIM selectors, SPF, DMARC,
+MTA-STS) and PTR (reverse DNS of the sending addresses) for the signing and readiness
+checks.
+
 Errors become ``DnsError``: ``permanent`` for NXDOMAIN (the domain does not
 exist), temporary for SERVFAIL, timeouts and everything else that may heal.
 """
@@ -23,7 +27,9 @@ import dns.exception
 import dns.nameserver
 import dns.rdatatype
 import dns.resolver
+import dns.reversename
 
+from mailhop.config import DnsSettings
 from mailhop.errors import MailhopError
 
 
@@ -46,6 +52,16 @@ class Resolver(Protocol):
 
     async def mx(self, domain: str) -> list[MxRecord]:
         """MX records of ``domain`` ([] when it has none); DnsError on failure."""
+        ...
+
+    async def txt(self, name: str) -> list[str]:
+        """TXT records of ``name``, each one's strings joined without a separator (RFC 7208
+        section 3.3, RFC 6376 section 3.6.2.2); [] when it has none; DnsError on failure."""
+        ...
+
+    async def ptr(self, ip: str) -> list[str]:
+        """The names of ``ip``'s PTR records, without the trailing dot ([] when none);
+        DnsError on failure (NXDOMAIN when the reverse name does not exist)."""
         ...
 
 
@@ -72,6 +88,10 @@ class DnsResolver:
         self._resolver.timeout = timeout
         self._resolver.lifetime = lifetime
 
+    @classmethod
+    def from_settings(cls, dns: DnsSettings) -> DnsResolver:
+        return cls(dns.nameservers, dns.timeout, dns.lifetime)
+
     async def _query(self, name: str, rdtype: str) -> dns.resolver.Answer | None:
         try:
             return await self._resolver.resolve(name, rdtype, search=False)
@@ -91,6 +111,18 @@ class DnsResolver:
         if answer is None:
             return []
         return [MxRecord(int(r.preference), r.exchange.to_text(omit_final_dot=True)) for r in answer]
+
+    async def txt(self, name: str) -> list[str]:
+        answer = await self._query(name, "TXT")
+        if answer is None:
+            return []
+        return [b"".join(r.strings).decode("utf-8", "replace") for r in answer]
+
+    async def ptr(self, ip: str) -> list[str]:
+        answer = await self._query(dns.reversename.from_address(ip).to_text(omit_final_dot=True), "PTR")
+        if answer is None:
+            return []
+        return [r.target.to_text(omit_final_dot=True) for r in answer]
 
     async def addresses(self, host: str) -> list[str]:
         try:

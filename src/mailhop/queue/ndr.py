@@ -4,11 +4,13 @@ One ``NdrComposer`` serves submission (recipients failed at once), the outcome p
 (5xx, expiry, delay), and Remove-Message with an NDR.  The original is attached
 whole up to ``[queue] ndr_max_attach_size``, headers only above it; when the caller
 does not have it at hand, it is read from the store (only the first part for
-headers).  Never a DSN to the null sender (``dsn.should_notify``).
+headers).  Never a DSN to the null sender (``dsn.should_notify``).  Reports are DKIM-signed
+for the domain of their From: (the postmaster address) when a signing config covers it.
 """
 
 from __future__ import annotations
 
+from mailhop.dkim.keyring import Keyring, sign_message
 from mailhop.headers import block
 from mailhop.model.message import DELAY_DSN, NDR, MessageInfo, NewMessage, NewRecipient
 from mailhop.queue import dsn
@@ -17,9 +19,10 @@ from mailhop.queue.placement import place
 
 
 class NdrComposer:
-    def __init__(self, ctx: QueueContext, live: Live) -> None:
+    def __init__(self, ctx: QueueContext, live: Live, keyring: Keyring | None = None) -> None:
         self.ctx = ctx
         self.live = live
+        self.keyring = keyring
 
     async def compose(self, info: MessageInfo, reports: list[dsn.RecipientReport], *, delayed: bool = False,
                       original: bytes | None = None, headers: bytes | None = None) -> NewMessage | None:
@@ -42,6 +45,7 @@ class NdrComposer:
             info, original, reports, reporting_mta=s.server.fqdn, postmaster=s.server.postmaster_address,
             now=now, attach_limit=limit, delayed=delayed, retry_until=info.expires_at,
         )
+        data = sign_message(self.keyring, data, now)
         ndr = MessageInfo(
             id=self.ctx.ids(), sender="", received_at=now, size=len(data), origin_server=self.ctx.server_name,
             expires_at=now + s.queue.message_expiration_timeout, delay_at=None, message_id=message_id,

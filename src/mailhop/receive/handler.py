@@ -6,7 +6,9 @@ authenticated, may send to any recipient; anyone else gets Exchange's
 stamped (Received:, Message-ID:/Date: if missing), checked for a mail loop
 (more Received: headers than ``max_hop_count`` fails every recipient with a
 ``5.4.6`` NDR), and committed; ``250`` is said only after that commit.  A store
-failure answers ``451 4.3.0`` and the client keeps the message.  The body arrives
+failure answers ``451 4.3.0`` and the client keeps the message.  A message whose From:
+domain has a DKIM signing config is signed before that commit (``dkim``); the body
+hash is computed by the spool as the body arrives, so signing reads nothing again.  The body arrives
 in a ``Spool`` (memory while small, an unnamed file when not) and is stamped
 without being copied: a session's memory does not grow with its message.
 """
@@ -19,7 +21,9 @@ import logging
 
 from mailhop.clock import SYSTEM_CLOCK, Clock
 from mailhop.config import ReceiveConnectorSettings
-from mailhop.errors import StoreError
+from mailhop.dkim.keyring import Keyring, from_domain
+from mailhop.dkim.signer import sign
+from mailhop.errors import SigningError, StoreError
 from mailhop.headers import block
 from mailhop.model.message import Body, body_size
 from mailhop.outcome import HOP_COUNT_EXCEEDED, Reply
@@ -37,6 +41,7 @@ RECIPIENT_OK = Reply(250, "2.1.5", "Recipient OK")
 AUTH_OK = Reply(235, "2.7.0", "Authentication successful")
 AUTH_FAILED = Reply(535, "5.7.8", "Authentication credentials invalid")
 AUTH_THROTTLED = Reply(454, "4.7.0", "Temporary authentication failure: too many failures, try again later")
+SIGNING_FAILED = Reply(451, "4.3.5", "Temporary failure: the message cannot be signed, try again later")
 AUTH_FAILURE_LIMIT = 10      # failures from one address ...
 AUTH_FAILURE_WINDOW = 900.0  # ... within this many seconds: further AUTH refused at once
 
@@ -69,8 +74,9 @@ class Failures:
 
 class ReceiveHandler:
     def __init__(self, connector: ReceiveConnectorSettings, submission: Submission,
-                 users: UserStore | None = None, clock: Clock = SYSTEM_CLOCK) -> None:
+                 users: UserStore | None = None, clock: Clock = SYSTEM_CLOCK, keyring: Keyring | None = None) -> None:
         self.connector = connector
+        self.keyring = keyring
         self.users = users
         self.submission = submission
         self.settings = submission.ctx.settings
@@ -129,7 +135,17 @@ class ReceiveHandler:
         return AUTH_FAILED
 
     def data_sink(self, session: Session, envelope: Envelope) -> Spool:
-        return Spool(self.spool_dir)
+        return Spool(self.spool_dir, hash_body=self.keyring is not None and self.keyring.active)
+
+    def _signature(self, pairs: list[tuple[str, str]], header_block: bytes, sink: Spool, now: float) -> bytes:
+        """The DKIM-Signature fields for the message (b"" when its From: domain is not signed)."""
+        if self.keyring is None:
+            return b""
+        domain = from_domain(block.first(pairs, "From"))
+        keys = self.keyring.keys_for(domain) if domain else ()
+        if not keys:
+            return b""
+        return sign(header_block, sink.body_hash(), keys, now)
 
     async def on_data(self, session: Session, envelope: Envelope, sink: DataSink) -> Reply:
         assert isinstance(sink, Spool)
@@ -159,6 +175,11 @@ class ReceiveHandler:
             eight_bit=envelope.eight_bit,
         )
         received = stamp.received(session, self.fqdn, info.id, envelope.rcpt_to, now)
+        try:
+            received = self._signature(pairs, received + headers + additions, sink, now) + received
+        except SigningError as exc:
+            log.error("message from %s not queued: %s", session.peer_ip, exc)
+            return SIGNING_FAILED
         body: Body
         if sink.in_memory:
             body = stamp.stamp(sink.data(), received, additions)

@@ -7,6 +7,9 @@ it); only its first ``HEAD_LIMIT`` bytes stay in memory, for the header block.  
 spool is not what makes mail durable: the store's commit is, and the store reads a
 spooled body part by part from the file while it commits (``StampedBody``).
 
+When the server signs mail (``dkim``), the spool also feeds what it is written to a
+``MessageHash``: the DKIM body hash is ready when the body is, without a second read.
+
 Write errors of the file (disk full) are kept and raised as ``StoreError`` when the
 body is handed over, so the client gets a 4xx and keeps its message.
 """
@@ -17,18 +20,22 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from mailhop.dkim.canon import MessageHash
 from mailhop.errors import StoreError
 from mailhop.private import private_dir
 
 SPILL = 256 * 1024
+PART = 1024 * 1024
 HEAD_LIMIT = 1024 * 1024  # the header block must end within this (receive: 552 5.3.4 otherwise)
 
 
 class Spool:
-    def __init__(self, directory: Path, spill: int = SPILL) -> None:
+    def __init__(self, directory: Path, spill: int = SPILL, hash_body: bool = False) -> None:
         self.directory = directory
         self.spill = spill
         self.size = 0
+        self._hash = MessageHash() if hash_body else None
+        self._digest: bytes | None = None
         self._memory = bytearray()
         self._head = bytearray()
         self._fd: int | None = None
@@ -39,6 +46,8 @@ class Spool:
 
     def write(self, data: bytes) -> None:
         self.size += len(data)
+        if self._hash is not None:
+            self._hash.update(data)
         if not self._spilled:
             if len(self._memory) + len(data) <= self.spill:
                 self._memory += data
@@ -84,6 +93,21 @@ class Spool:
     def check(self) -> None:
         if self._error is not None:
             raise StoreError(f"the spool file could not be written: {self._error.strerror}")
+
+    def body_hash(self) -> bytes:
+        """The DKIM relaxed body hash of what was written (read back if it was not hashed
+        on the way in)."""
+        if self._digest is not None:
+            return self._digest
+        if self._hash is None:
+            self._hash = MessageHash()
+            if not self._spilled:
+                self._hash.update(bytes(self._memory))
+            else:
+                for offset in range(0, self.size, PART):
+                    self._hash.update(self.read(offset, PART))
+        self._digest = self._hash.digest()
+        return self._digest
 
     def read(self, offset: int, size: int) -> bytes:
         assert self._fd is not None

@@ -1,7 +1,7 @@
 """The rules behind every surface: the CLI, the REST API, the console and the control socket only translate.
 
 ``Services`` bundles one service per resource (connectors, queues, servers, tokens,
-routing) over one store.  The server builds it once; the CLI builds its own only when
+routing, dkim) over one store.  The server builds it once; the CLI builds its own only when
 no server runs on its data directory (otherwise it calls the server's through the
 control socket, so only the server composes NDRs and writes the tracking log).
 """
@@ -12,9 +12,11 @@ from dataclasses import dataclass
 
 from mailhop.clock import Clock
 from mailhop.config import Settings
+from mailhop.delivery.dns import Resolver
 from mailhop.queue.ndr import NdrComposer
 from mailhop.sealing import Sealer
 from mailhop.services.connectors import ConnectorService
+from mailhop.services.dkim import DkimService
 from mailhop.services.queues import QueueService
 from mailhop.services.routing import RoutingService
 from mailhop.services.servers import ServerService
@@ -30,14 +32,16 @@ class Services:
     servers: ServerService
     tokens: TokenService
     routing: RoutingService
+    dkim: DkimService
 
     @classmethod
     def build(cls, settings: Settings, store: Store, clock: Clock, tracker: Tracker, ndr: NdrComposer,
-              sealer: Sealer) -> Services:
+              sealer: Sealer, resolver: Resolver) -> Services:
         return cls(
             connectors=ConnectorService(store.connectors, settings, sealer),
             queues=QueueService(store, clock, tracker, ndr),
             servers=ServerService(store, settings.cluster.lease_timeout, clock),
             tokens=TokenService(store.tokens),
             routing=RoutingService(store.connectors, settings.server.name),
+            dkim=DkimService(store.dkim, settings, sealer, resolver, clock),
         )

@@ -47,6 +47,12 @@ OPERATIONS: dict[str, Operation] = {
     "server.request_state": lambda s, a: s.servers.request_state(a["name"], bool(a["draining"])),
     "token.create": lambda s, a: s.tokens.create(a["name"], bool(a["read_only"])),
     "token.remove": lambda s, a: s.tokens.remove(a["name"]),
+    "dkim.new": lambda s, a: s.dkim.new(a["domain"], a.get("algorithms"), a.get("key_size"),
+                                        a.get("enabled", True), a.get("sub_domains", False)),
+    "dkim.show": lambda s, a: s.dkim.show(a["domain"]),
+    "dkim.set": lambda s, a: s.dkim.set(a["domain"], a.get("enabled"), a.get("sub_domains")),
+    "dkim.rotate": lambda s, a: s.dkim.rotate(a["domain"], a.get("key_size"), bool(a.get("force"))),
+    "dkim.remove": lambda s, a: s.dkim.remove(a["domain"]),
 }
 
 _KINDS: dict[str, type[MailhopError]] = {

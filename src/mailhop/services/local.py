@@ -12,6 +12,8 @@ from contextlib import asynccontextmanager
 
 from mailhop.clock import Clock
 from mailhop.config import Settings
+from mailhop.delivery.dns import DnsResolver
+from mailhop.dkim.keyring import Keyring
 from mailhop.model.ids import IdGenerator
 from mailhop.queue.context import Live, QueueContext, Snapshot
 from mailhop.queue.ndr import NdrComposer
@@ -35,7 +37,11 @@ async def local_services(settings: Settings, clock: Clock) -> AsyncIterator[Serv
         ctx = QueueContext(s, store, tracker, clock, IdGenerator(clock), RetryPolicy(s.queue), owner)
         states = {q.queue.lower(): q for q in await store.queues.states()}
         live = Live(Snapshot(Router(await store.connectors.list(), s.server.name)).with_states(states))
-        yield Services.build(s, store, clock, tracker, NdrComposer(ctx, live), Sealer(s.server.secret_key_path))
+        sealer = Sealer(s.server.secret_key_path)
+        keyring = Keyring(store.dkim, sealer)
+        await keyring.refresh()
+        yield Services.build(s, store, clock, tracker, NdrComposer(ctx, live, keyring), sealer,
+                             DnsResolver.from_settings(s.dns))
     finally:
         tracking.flush()
         await store.close()

@@ -3,7 +3,8 @@
 A ``Store`` is a set of repositories sharing one transaction engine: ``connectors``
 (send connectors and their secrets), ``messages`` (the queue as delivery sees it:
 submit, claim, record, leases), ``queues`` (the administrator's view and queue
-states), ``servers`` (cluster membership) and ``tokens`` (admin API tokens).  Each
+states), ``servers`` (cluster membership), ``tokens`` (admin API tokens) and ``dkim``
+(DKIM signing configs and their private keys).  Each
 consumer is handed only the repositories it needs.
 
 Contract (tests/contract runs the same suite against the in-memory store of
@@ -18,6 +19,8 @@ Contract (tests/contract runs the same suite against the in-memory store of
 - Connector changes bump ``connectors.version()`` so every server sees them; a
   stored connector that no longer validates is returned as quarantined by
   ``connectors.load()`` and never raises out of it.
+- DKIM private keys are kept apart from the configs (``dkim.private_keys``), as the
+  caller sealed them; changes bump ``dkim.version()``.
 - Errors of the database are raised as ``StoreError`` (a duplicate name or id as
   ``ConflictError``, an unknown object as ``NotFoundError``); a failed call changed
   nothing.
@@ -26,11 +29,12 @@ Contract (tests/contract runs the same suite against the in-memory store of
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from mailhop.model.connector import SendConnector
+from mailhop.model.dkim import DkimConfig
 from mailhop.model.message import Claim, MessageInfo, NewMessage, RecipientRow, RecordBatch
 
 # Bodies are kept, read and written in parts of this size: a message's size never
@@ -204,6 +208,34 @@ class Tokens(Protocol):
     async def by_hash(self, token_hash: str) -> AdminToken | None: ...
 
 
+class DkimKeys(Protocol):
+    async def list(self) -> list[DkimConfig]:
+        """Every config, by domain."""
+        ...
+
+    async def get(self, domain: str) -> DkimConfig:
+        """By domain (any case); NotFoundError."""
+        ...
+
+    async def create(self, config: DkimConfig, private_keys: Mapping[str, str]) -> None:
+        """A new config with its private keys by selector; ConflictError for a domain taken."""
+        ...
+
+    async def update(self, domain: str, change: Callable[[DkimConfig], DkimConfig],
+                     private_keys: Mapping[str, str] | None = None) -> DkimConfig:
+        """Apply ``change`` in one transaction; ``private_keys`` replaces the keys of the
+        selectors it names, and keys of selectors the changed config no longer has are dropped."""
+        ...
+
+    async def delete(self, domain: str) -> str: ...
+
+    async def private_keys(self, domain: str) -> dict[str, str]:
+        """The sealed private keys by selector (NotFoundError for an unknown domain)."""
+        ...
+
+    async def version(self) -> int: ...
+
+
 class Store(Protocol):
     @property
     def connectors(self) -> Connectors: ...
@@ -215,5 +247,7 @@ class Store(Protocol):
     def servers(self) -> Servers: ...
     @property
     def tokens(self) -> Tokens: ...
+    @property
+    def dkim(self) -> DkimKeys: ...
 
     async def close(self) -> None: ...

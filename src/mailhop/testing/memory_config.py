@@ -1,15 +1,16 @@
-"""The in-memory store's connectors, servers and tokens (see ``mailhop.testing.store``)."""
+"""The in-memory store's connectors, servers, tokens and DKIM configs (see ``mailhop.testing.store``)."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from mailhop.clock import Clock
 from mailhop.errors import ConflictError, NotFoundError, ValidationError
 from mailhop.model.connector import SendConnector, from_exchange, to_exchange
+from mailhop.model.dkim import DkimConfig, from_record, kept_keys, to_record
 from mailhop.model.message import (
     ACTIVE,
 )
@@ -150,3 +151,49 @@ class MemoryTokens:
 
     async def by_hash(self, token_hash: str) -> AdminToken | None:
         return next((t for h, t in self.d.tokens.values() if h == token_hash), None)
+
+
+class MemoryDkimKeys:
+    def __init__(self, data: MemoryData, clock: Clock) -> None:
+        self.d = data
+        self.clock = clock
+
+    def _find(self, domain: str) -> tuple[str, dict[str, Any]]:
+        key = domain.strip().rstrip(".").lower()
+        entry = self.d.dkim.get(key)
+        if entry is None:
+            raise NotFoundError(f"There is no DKIM signing config for '{domain}'")
+        return key, entry
+
+    async def list(self) -> list[DkimConfig]:
+        return [from_record(json.loads(e["data"])) for _, e in sorted(self.d.dkim.items())]
+
+    async def get(self, domain: str) -> DkimConfig:
+        return from_record(json.loads(self._find(domain)[1]["data"]))
+
+    async def create(self, config: DkimConfig, private_keys: Mapping[str, str]) -> None:
+        if config.domain in self.d.dkim:
+            raise ConflictError(f"A DKIM signing config for '{config.domain}' already exists")
+        self.d.dkim[config.domain] = {"data": json.dumps(to_record(config)), "private_keys": dict(private_keys)}
+        self.d.dkim_version += 1
+
+    async def update(self, domain: str, change: Callable[[DkimConfig], DkimConfig],
+                     private_keys: Mapping[str, str] | None = None) -> DkimConfig:
+        key, entry = self._find(domain)
+        updated = change(from_record(json.loads(entry["data"])))
+        self.d.dkim[key] = {"data": json.dumps(to_record(updated)),
+                            "private_keys": kept_keys(updated, {**entry["private_keys"], **(private_keys or {})})}
+        self.d.dkim_version += 1
+        return updated
+
+    async def delete(self, domain: str) -> str:
+        key, _ = self._find(domain)
+        del self.d.dkim[key]
+        self.d.dkim_version += 1
+        return key
+
+    async def private_keys(self, domain: str) -> dict[str, str]:
+        return dict(self._find(domain)[1]["private_keys"])
+
+    async def version(self) -> int:
+        return self.d.dkim_version

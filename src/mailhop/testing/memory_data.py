@@ -42,6 +42,8 @@ class MemoryData:
         self.queue_states: dict[str, QueueState] = {}
         self.servers: dict[str, ServerInfo] = {}
         self.tokens: dict[str, tuple[str, AdminToken]] = {}
+        self.dkim: dict[str, dict[str, Any]] = {}  # domain -> {data: JSON text, private_keys}
+        self.dkim_version = 0
 
     def rows_of(self, message_id: int) -> list[RecipientRow]:
         return sorted((copy.copy(r.row) for r in self.recipients.values() if r.row.message_id == message_id),

@@ -10,6 +10,8 @@ with it and see what it would see from DNS::
         addresses={"mx1.fabrikam.test": ["127.0.0.2", "2001:db8::2"],
                    "mx2.fabrikam.test": "127.0.0.3",   # one address may be a bare string
                    "implicit.test": ["127.0.0.4"]},
+        txt={"fabrikam.test": ["v=spf1 ip4:127.0.0.2 -all"]},   # each record's strings joined
+        ptr={"127.0.0.2": ["mx1.fabrikam.test"]},      # reverse DNS: address -> names
         null_mx={"nomail.test"},                       # RFC 7505 "MX 0 ."
         nxdomain={"gone.test"},                        # optional: documents intent
         failing={"broken.test"},                       # the zone's server does not answer
@@ -26,6 +28,13 @@ The data:
     host -> its IPv4 and IPv6 addresses (a list, or one string).  ``addresses()``
     returns the IPv4 ones first, then the IPv6 ones, as ``DnsResolver`` does (an A
     query, then an AAAA query).  An empty list means the host exists without any.
+``txt``
+    name -> its TXT records, each one text (the strings of a record joined, as
+    ``DnsResolver.txt`` returns them).
+``ptr``
+    IP address -> the names of its PTR records.  The reverse names
+    (``2.0.0.127.in-addr.arpa``) exist for these addresses only; ``ptr()`` of any
+    other address is NXDOMAIN, as from a server authoritative for the reverse zones.
 ``null_mx``
     domains whose only MX is RFC 7505's null MX: ``mx()`` returns
     ``[MxRecord(0, ".")]``.
@@ -54,7 +63,8 @@ How it fails, with ``DnsResolver``'s messages (``name`` as the caller spelled it
   a failing zone.
 
 ``queries`` lists every DNS query made, as ``(type, name)`` in order, like
-``DnsServer.queries()``: ``("MX", domain)`` per ``mx()``, ``("A", host)`` and
+``DnsServer.queries()``: ``("MX", domain)`` per ``mx()``, ``("TXT", name)`` per
+``txt()``, ``("PTR", reverse name)`` per ``ptr()``, ``("A", host)`` and
 ``("AAAA", host)`` per ``addresses()`` of a name (none for an IP literal).  Each
 call also yields to the event loop once, as a real query would.
 
@@ -70,6 +80,8 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 from collections.abc import Iterable, Mapping
+
+import dns.reversename
 
 from mailhop.delivery.dns import DnsError, MxRecord, Resolver
 
@@ -94,6 +106,11 @@ def _record(record: tuple[int, str] | MxRecord) -> MxRecord:
     return MxRecord(int(preference), _exchange(host))
 
 
+def _reverse(ip: str) -> str:
+    """``127.0.0.2`` -> ``2.0.0.127.in-addr.arpa`` (what ``DnsResolver.ptr`` asks for)."""
+    return str(dns.reversename.from_address(ip).to_text(omit_final_dot=True))
+
+
 def _is_ip(text: str) -> bool:
     try:
         ipaddress.ip_address(text)
@@ -108,6 +125,8 @@ class FakeResolver:
         *,
         mx: Mapping[str, Iterable[tuple[int, str] | MxRecord]] | None = None,
         addresses: Mapping[str, str | Iterable[str]] | None = None,
+        txt: Mapping[str, Iterable[str]] | None = None,
+        ptr: Mapping[str, Iterable[str]] | None = None,
         null_mx: Iterable[str] = (),
         nxdomain: Iterable[str] = (),
         failing: Iterable[str] = (),
@@ -123,6 +142,12 @@ class FakeResolver:
             for ip in listed:
                 ipaddress.ip_address(ip)  # ValueError for anything but an address
             self._addresses.setdefault(_key(host), []).extend(listed)
+        self._txt: dict[str, list[str]] = {}
+        for name, texts in (txt or {}).items():
+            self._txt.setdefault(_key(name), []).extend(texts)
+        self._ptr: dict[str, list[str]] = {}
+        for ip, names in (ptr or {}).items():
+            self._ptr.setdefault(_key(_reverse(ip)), []).extend(n.rstrip(".") for n in names)
         self._failing = {_key(zone) for zone in failing}
         self._nxdomain = {_key(name) for name in nxdomain}
         for name in sorted(self._nxdomain):
@@ -132,7 +157,7 @@ class FakeResolver:
 
     def _exists(self, key: str) -> bool:
         suffix = "." + key
-        return any(n == key or n.endswith(suffix) for n in (*self._mx, *self._addresses))
+        return any(n == key or n.endswith(suffix) for n in (*self._mx, *self._addresses, *self._txt, *self._ptr))
 
     def _in_failing_zone(self, key: str) -> bool:
         return any(key == zone or key.endswith("." + zone) for zone in self._failing)
@@ -150,6 +175,15 @@ class FakeResolver:
     async def mx(self, domain: str) -> list[MxRecord]:
         await self._query(domain, "MX")
         return list(self._mx.get(_key(domain), []))
+
+    async def txt(self, name: str) -> list[str]:
+        await self._query(name, "TXT")
+        return list(self._txt.get(_key(name), []))
+
+    async def ptr(self, ip: str) -> list[str]:
+        name = _reverse(ip)
+        await self._query(name, "PTR")
+        return list(self._ptr.get(_key(name), []))
 
     async def addresses(self, host: str) -> list[str]:
         if _is_ip(host):

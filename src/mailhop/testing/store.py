@@ -37,7 +37,12 @@ from mailhop.store.base import (
     QueueSummary,
     Store,
 )
-from mailhop.testing.memory_config import MemoryConnectors, MemoryServers, MemoryTokens
+from mailhop.testing.memory_config import (
+    MemoryConnectors,
+    MemoryDkimKeys,
+    MemoryServers,
+    MemoryTokens,
+)
 from mailhop.testing.memory_data import MemoryData, MemoryRecipient, free
 
 
@@ -264,6 +269,7 @@ class MemoryStore:
         self.queues = MemoryQueues(data)
         self.servers = MemoryServers(data)
         self.tokens = MemoryTokens(data, clock)
+        self.dkim = MemoryDkimKeys(data, clock)
         self.data = data  # for tests that plant what a later release would refuse
 
     async def close(self) -> None:

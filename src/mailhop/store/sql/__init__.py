@@ -1,6 +1,6 @@
 """The SQL store: every repository over one engine, with one body of SQL for SQLite and PostgreSQL.
 
-``SqlStore`` wires the repositories (connectors, messages, queues, servers, tokens) to
+``SqlStore`` wires the repositories (connectors, messages, queues, servers, tokens, dkim) to
 one ``Engine`` (writer thread with group commit, reader thread) and runs the
 migrations when it opens; ``store.sqlite`` and ``store.postgres`` supply the dialects.
 """
@@ -12,6 +12,7 @@ from mailhop.store.engine import Dialect, Engine
 from mailhop.store.migrate import migrate
 from mailhop.store.sql.cluster import SqlServers, SqlTokens
 from mailhop.store.sql.connectors import SqlConnectors
+from mailhop.store.sql.dkim import SqlDkimKeys
 from mailhop.store.sql.messages import SqlMessages
 from mailhop.store.sql.queues import SqlQueues
 
@@ -25,6 +26,7 @@ class SqlStore:
         self.queues = SqlQueues(self.engine, clock)
         self.servers = SqlServers(self.engine)
         self.tokens = SqlTokens(self.engine, clock)
+        self.dkim = SqlDkimKeys(self.engine, clock)
 
     async def _start(self) -> None:
         await self.engine.start(lambda conn: migrate(conn, self.dialect))
