@@ -19,7 +19,10 @@ Measured for each system and round:
   process tree): sum of VmHWM and sum of Pss, sampled (see benchlib);
 - CPU seconds per 1,000 messages: CPU of the system's process tree from the moment
   the load starts until the sink has every message (start-up is not counted).
-Then the ratio mailhop/Postfix of end-to-end msg/s per round and its median.
+Then the ratio mailhop/Postfix of end-to-end msg/s per round and its median.  In the
+4 KiB, 20 sessions scenario a third system runs each round, ``mailhop+DKIM``: the same
+mailhop with a DKIM signing config for the sender's domain (RSA 2048 and Ed25519, both
+signatures on every message), and the cost of signing is 1 - its rate / mailhop's.
 
 Nothing system-wide changes: Postfix runs from its own config, queue and data
 directories under the work directory and is stopped (and the sinks killed) whatever
@@ -74,7 +77,10 @@ from benchlib import (
     wait_until,
 )
 
-SENDER = "sender@bench.test"
+SENDER = "sender@bench.test"  # smtp-source writes it as From: too, so the signed variant signs each message
+SIGNED = "mailhop+DKIM"
+# The signed variant runs in this scenario only (the issue's measure of what signing costs).
+SIGNING_SCENARIO = (4, 20)
 RECIPIENT = "rcpt@bench.test"
 
 # --- the sink ------------------------------------------------------------------------------
@@ -330,7 +336,10 @@ def mailhop_config(root: Path, port: int, concurrency: int, workers: int) -> dic
 class Mailhop:
     name = "mailhop"
 
-    def __init__(self, root: Path, concurrency: int, workers: int, cleanup: Cleanup) -> None:
+    def __init__(self, root: Path, concurrency: int, workers: int, cleanup: Cleanup, signing: bool = False) -> None:
+        self.signing = signing
+        if signing:
+            self.name = SIGNED
         self.root = root
         self.concurrency = concurrency
         self.workers = workers
@@ -354,6 +363,8 @@ class Mailhop:
         self.config_path.write_text(to_toml(mailhop_config(self.root, self.port, self.concurrency, self.workers)))
         self.cli("connector", "new", "Sink", "--dns-routing-enabled", "false",
                  "--smart-hosts", f"[127.0.0.1]:{sink_port}", "--address-spaces", "*")
+        if self.signing:  # the defaults: an RSA 2048 and an Ed25519 signature on every message
+            self.cli("dkim", "new", SENDER.split("@")[1])
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
         self.proc = subprocess.Popen([MAILHOP, "--config", str(self.config_path), "serve"],
                                      stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
@@ -545,15 +556,30 @@ def median_row(results: Sequence[RoundResult], system: str) -> list[str]:
     return row(m, "median")
 
 
-def ratios(results: Sequence[RoundResult]) -> list[float | None]:
+def ratios(results: Sequence[RoundResult], top: str = "mailhop", bottom: str = "Postfix") -> list[float | None]:
+    """Per round: end-to-end rate of ``top`` / that of ``bottom``."""
     by_round: dict[int, dict[str, RoundResult]] = {}
     for r in results:
         by_round.setdefault(r.round, {})[r.system] = r
     out: list[float | None] = []
     for rnd in sorted(by_round):
-        p, m = by_round[rnd].get("Postfix"), by_round[rnd].get("mailhop")
-        out.append(m.e2e_rate / p.e2e_rate if p and m and p.e2e_rate and m.e2e_rate else None)
+        b, t = by_round[rnd].get(bottom), by_round[rnd].get(top)
+        out.append(t.e2e_rate / b.e2e_rate if b and t and b.e2e_rate and t.e2e_rate else None)
     return out
+
+
+def signing_text(results: Sequence[RoundResult]) -> str | None:
+    """What signing costs: 1 - (signed / unsigned end-to-end rate), per round and its median."""
+    values = ratios(results, SIGNED, "mailhop")
+    if not any(v is not None for v in values):
+        return None
+    costs = [None if v is None else (1 - v) * 100 for v in values]
+    per_round = ", ".join(f"round {i + 1}: {fmt(c, 1)}%" for i, c in enumerate(costs))
+    return f"cost of DKIM signing (both algorithms), end-to-end msg/s: {per_round}; median {fmt(median(costs), 1)}%"
+
+
+def systems_of(results: Sequence[RoundResult]) -> list[str]:
+    return [s for s in ("Postfix", "mailhop", SIGNED) if any(r.system == s for r in results)]
 
 
 def ratio_text(values: Sequence[float | None]) -> str:
@@ -562,8 +588,11 @@ def ratio_text(values: Sequence[float | None]) -> str:
 
 
 def scenario_text(scenario: Scenario, results: Sequence[RoundResult]) -> str:
-    rows = [row(r) for r in results] + [median_row(results, "Postfix"), median_row(results, "mailhop")]
+    rows = [row(r) for r in results] + [median_row(results, s) for s in systems_of(results)]
     out = [text_table(COLUMNS, rows), f"ratio mailhop/Postfix, end-to-end msg/s: {ratio_text(ratios(results))}"]
+    signing = signing_text(results)
+    if signing:
+        out.append(signing)
     for r in results:
         if r.problem:
             out.append(f"  round {r.round} {r.system}: {r.problem}")
@@ -593,9 +622,13 @@ def markdown(args: argparse.Namespace, info: dict[str, str], durability: str,
     summary = []
     for scenario, res in results.items():
         out += [f"#### {scenario.title}", ""]
-        rows = [row(r) for r in res] + [median_row(res, "Postfix"), median_row(res, "mailhop")]
+        rows = [row(r) for r in res] + [median_row(res, s) for s in systems_of(res)]
         out.append(markdown_table(COLUMNS, rows, right=range(2, len(COLUMNS))))
         out += ["", f"Ratio mailhop/Postfix, end-to-end msg/s: {ratio_text(ratios(res))}.", ""]
+        signing = signing_text(res)
+        if signing:
+            out += [f"{signing[0].upper()}{signing[1:]} ({SIGNED}: the same mailhop with "
+                    f"`mailhop dkim new bench.test`, RSA 2048 and Ed25519, signing every message).", ""]
         notes = [f"round {r.round} {r.system}: {r.problem}" for r in res if r.problem]
         notes += [f"round {r.round} {r.system}: {len(r.errors)} error line(s) in its log, first: `{r.errors[0][:160]}`"
                   for r in res if r.errors]
@@ -665,6 +698,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--timeout", type=float, default=None,
                    help="seconds one system may take for one round (default max(180, messages/10))")
     p.add_argument("--only", choices=("postfix", "mailhop"), help="run one system only (no ratios)")
+    p.add_argument("--no-signing", dest="signing", action="store_false",
+                   help=f"skip the {SIGNED} variant (run in the 4 KiB, 20 sessions scenario)")
     p.add_argument("--workdir", type=Path, default=None, help="where instances live (default: a temporary directory)")
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs, queues) afterwards")
     p.add_argument("--out", type=Path, default=REPO / "docs" / "performance.md",
@@ -710,6 +745,8 @@ def main(argv: Sequence[str]) -> int:
               file=sys.stderr)
     scenarios = [Scenario(size, s) for size in args.sizes for s in args.sessions]
     systems = ["postfix", "mailhop"] if args.only is None else [args.only]
+    if args.signing and "mailhop" in systems:
+        systems.append("signed")
     results: dict[Scenario, list[RoundResult]] = {}
     interrupted = False
     try:
@@ -717,10 +754,12 @@ def main(argv: Sequence[str]) -> int:
             results[scenario] = []
             for rnd in range(1, args.rounds + 1):
                 for which in systems:
+                    if which == "signed" and (scenario.size_kib, scenario.sessions) != SIGNING_SCENARIO:
+                        continue
                     root = workdir / f"{scenario.size_kib}k-{scenario.sessions}s" / f"round{rnd}-{which}"
                     system: Postfix | Mailhop = (Postfix(root, scenario.sessions, args.concurrency, cleanup)
                                                  if which == "postfix" else Mailhop(root, args.concurrency, args.workers,
-                                                                                    cleanup))
+                                                                                    cleanup, which == "signed"))
                     print(f"[{scenario.title}] round {rnd}/{args.rounds}: {system.name} ...", flush=True)
                     r = run_round(system, scenario, rnd, args.messages, workdir, args.timeout, cleanup)
                     results[scenario].append(r)

@@ -64,6 +64,14 @@ OPERATIONS: list[tuple[str, str]] = [
     ("POST", "/api/servers/{name}/resume"),
     ("POST", "/api/headers/analyze"),
     ("GET", "/api/dashboard"),
+    ("GET", "/api/dkim"),
+    ("POST", "/api/dkim"),
+    ("GET", "/api/dkim/{domain}"),
+    ("PATCH", "/api/dkim/{domain}"),
+    ("DELETE", "/api/dkim/{domain}"),
+    ("POST", "/api/dkim/{domain}/check"),
+    ("POST", "/api/dkim/{domain}/rotate"),
+    ("GET", "/api/domains/{domain}/readiness"),
 ]
 WRITES = {
     ("POST", "/api/connectors"),
@@ -77,6 +85,11 @@ WRITES = {
     ("DELETE", "/api/messages/{message_id}"),
     ("POST", "/api/servers/{name}/drain"),
     ("POST", "/api/servers/{name}/resume"),
+    ("POST", "/api/dkim"),
+    ("PATCH", "/api/dkim/{domain}"),
+    ("DELETE", "/api/dkim/{domain}"),
+    ("POST", "/api/dkim/{domain}/check"),  # it records what DNS said (and may switch selectors)
+    ("POST", "/api/dkim/{domain}/rotate"),
 }
 
 HEADER_BLOCK = (
@@ -131,6 +144,7 @@ class Api:
                          for m in await self.json("/api/messages", client)],
             "servers": [(s["Name"], s["RequestedState"]) for s in await self.json("/api/servers", client)],
             "tokens": [(tk.name, tk.read_only) for tk in await self.store.tokens.list()],
+            "dkim": await self.json("/api/dkim", client),
         }
 
 
@@ -541,6 +555,9 @@ async def _concrete(api: Api) -> dict[tuple[str, str], tuple[str, dict[str, Any]
                                                       "DNSRoutingEnabled": False, "SmartHosts": "relay.contoso.test"})
     assert r.status_code == 201, r.text
     message_id = await park_unreachable(api, to="carol@northwind.test")
+    r = await api.full.post("/api/dkim", json={"Domain": "contoso.test", "KeySize": 1024})
+    assert r.status_code == 201, r.text
+    dkim = "/api/dkim/contoso.test"
     return {
         ("GET", "/api/session"): ("/api/session", {}),
         ("POST", "/api/session"): ("/api/session", {"json": {"token": "not-a-token"}}),
@@ -566,6 +583,15 @@ async def _concrete(api: Api) -> dict[tuple[str, str], tuple[str, dict[str, Any]
         ("POST", "/api/servers/{name}/resume"): (f"/api/servers/{SERVER}/resume", {}),
         ("POST", "/api/headers/analyze"): ("/api/headers/analyze", {"json": {"headers": HEADER_BLOCK}}),
         ("GET", "/api/dashboard"): ("/api/dashboard", {}),
+        ("GET", "/api/dkim"): ("/api/dkim", {}),
+        ("POST", "/api/dkim"): ("/api/dkim", {"json": {"Domain": "fabrikam.test", "KeySize": 1024}}),
+        ("GET", "/api/dkim/{domain}"): (dkim, {}),
+        ("PATCH", "/api/dkim/{domain}"): (dkim, {"json": {"Enabled": False}}),
+        ("DELETE", "/api/dkim/{domain}"): (dkim, {}),
+        ("POST", "/api/dkim/{domain}/check"): (f"{dkim}/check", {}),
+        ("POST", "/api/dkim/{domain}/rotate"): (f"{dkim}/rotate", {"json": {"KeySize": 1024}}),
+        ("GET", "/api/domains/{domain}/readiness"): ("/api/domains/contoso.test/readiness",
+                                                     {"params": {"ip": "127.0.0.1"}}),
     }
 
 

@@ -8,17 +8,18 @@ requests made with the session cookie that change something must carry the sessi
 ``X-CSRF-Token``.  Errors are JSON ``{"detail": "..."}``: 400 invalid input, 401 no
 valid token, 403 not allowed, 404 not found, 409 conflict, 503 the store failed.
 The OpenAPI document is served at ``/api/openapi.json``, to a token like everything else;
-every answer carries a Content-Security-Policy and frame and referrer headers.
+every answer carries a Content-Security-Policy and frame and referrer headers.  What the
+route modules share (context, Reader/Writer, errors) is in ``common``; DKIM signing configs
+are in ``routes_dkim``, per-domain checks in ``routes_domains``.
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import Body, Depends, FastAPI, Query, Request, Response
+from fastapi import Body, FastAPI, Query, Request, Response
 from fastapi import Path as ApiPath
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
@@ -26,21 +27,20 @@ from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
-from mailhop.admin.auth import Principal, Sessions, csrf_ok, token_hash
-from mailhop.admin.dashboard import dashboard
-from mailhop.clock import Clock
-from mailhop.config import Settings
-from mailhop.errors import (
-    AuthenticationRequired,
-    ConflictError,
-    MailhopError,
-    NotFoundError,
-    PermissionDenied,
-    StoreError,
-    ValidationError,
+from mailhop.admin import routes_dkim, routes_domains
+from mailhop.admin.auth import token_hash
+from mailhop.admin.common import (
+    COOKIE,
+    ERRORS,
+    JSON,
+    AdminContext,
+    Reader,
+    Writer,
+    error_response,
+    status_of,
 )
-from mailhop.services import Services
-from mailhop.store.base import Store
+from mailhop.admin.dashboard import dashboard
+from mailhop.errors import AuthenticationRequired, MailhopError, ValidationError
 from mailhop.tracking.log import tracking_dir
 from mailhop.tracking.search import Query as TrackQuery
 from mailhop.tracking.search import parse_time, search
@@ -54,12 +54,8 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "X-Content-Type-Options": "nosniff",
 }
-COOKIE = "mailhop_session"
-JSON = dict[str, Any]
 
-
-class ErrorBody(BaseModel):
-    detail: str
+__all__ = ["AdminContext", "create_app"]
 
 
 class Login(BaseModel):
@@ -71,64 +67,6 @@ class HeaderText(BaseModel):
 
 
 _MessageId = ApiPath(ge=0, le=2**63 - 1)
-
-
-ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody, "description": text}
-    for code, text in ((400, "Invalid input"), (401, "No valid token"), (403, "Not allowed"),
-                       (404, "Not found"), (409, "Conflict"), (503, "The store failed"))
-}
-
-
-@dataclass
-class AdminContext:
-    settings: Settings
-    services: Services
-    store: Store
-    sessions: Sessions
-    clock: Clock
-
-
-def _status(exc: MailhopError) -> int:
-    if isinstance(exc, AuthenticationRequired):
-        return 401
-    if isinstance(exc, PermissionDenied):
-        return 403
-    if isinstance(exc, NotFoundError):
-        return 404
-    if isinstance(exc, ConflictError):
-        return 409
-    if isinstance(exc, StoreError):
-        return 503
-    return 400
-
-
-async def principal(request: Request) -> Principal:
-    ctx: AdminContext = request.app.state.ctx
-    header = request.headers.get("authorization", "")
-    if header.lower().startswith("bearer "):
-        found = await ctx.store.tokens.by_hash(token_hash(header[7:].strip()))
-        if found is not None:
-            return Principal(found.name, found.read_only)
-    sid = request.cookies.get(COOKIE)
-    if sid:
-        session = ctx.sessions.get(sid)
-        # A session lives only as long as the token it was opened with (not one of the same name).
-        if session is not None and session.token and await ctx.store.tokens.by_hash(session.token) is not None:
-            return session
-    raise AuthenticationRequired("A valid token is required (Authorization: Bearer <token>)")
-
-
-async def writer(request: Request, who: Annotated[Principal, Depends(principal)]) -> Principal:
-    if who.read_only:
-        raise PermissionDenied(f"The token '{who.name}' is read-only")
-    if not csrf_ok(who, request.headers.get("x-csrf-token")):
-        raise PermissionDenied("Missing or wrong X-CSRF-Token for this session")
-    return who
-
-
-Reader = Annotated[Principal, Depends(principal)]
-Writer = Annotated[Principal, Depends(writer)]
 
 
 def create_app(ctx: AdminContext) -> FastAPI:
@@ -143,7 +81,7 @@ def create_app(ctx: AdminContext) -> FastAPI:
 
     @app.exception_handler(MailhopError)
     async def mailhop_error(request: Request, exc: MailhopError) -> JSONResponse:
-        return _error(_status(exc), str(exc))
+        return error_response(status_of(exc), str(exc))
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -152,8 +90,8 @@ def create_app(ctx: AdminContext) -> FastAPI:
         message = first.get("msg", "invalid request")
         if first.get("type") == "json_invalid" or (
                 not where and first.get("type") in ("dict_type", "model_attributes_type")):
-            return _error(400, "the request body must be a JSON object (Content-Type: application/json)")
-        return _error(400, f"{where}: {message}" if where else message)
+            return error_response(400, "the request body must be a JSON object (Content-Type: application/json)")
+        return error_response(400, f"{where}: {message}" if where else message)
 
     app.state.ctx = ctx
     api = "/api"
@@ -302,6 +240,11 @@ def create_app(ctx: AdminContext) -> FastAPI:
     async def dashboard_data(who: Reader) -> JSON:
         return await dashboard(ctx.store, ctx.services.queues, tracking_dir(ctx.settings.data_dir), ctx.clock.now())
 
+    # --- DKIM signing configs, sending-domain checks (route modules of their own) ---------------------
+
+    routes_dkim.add_routes(app, ctx, api)
+    routes_domains.add_routes(app, ctx, api)
+
     @app.get(f"{api}/openapi.json", include_in_schema=False)
     async def openapi_document(who: Reader) -> JSONResponse:
         return JSONResponse(app.openapi())
@@ -336,11 +279,6 @@ def _document_errors_as_answered(app: FastAPI) -> None:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-
-
-def _error(status: int, detail: str) -> JSONResponse:
-    # A message may quote the request's own text, lone surrogates included: escape what is not Unicode.
-    return JSONResponse({"detail": detail.encode("utf-8", "backslashreplace").decode("utf-8")}, status_code=status)
 
 
 def _secret(values: dict[str, Any]) -> str | None:

@@ -143,7 +143,18 @@ def serve(ctx: Context, name: str | None, fqdn: str | None, data_dir: str | None
 
 
 def _register() -> None:
-    from mailhop.cli import admin, connector, dkim, headers, queue, route, server, track, user
+    from mailhop.cli import (
+        admin,
+        connector,
+        dkim,
+        domain,
+        headers,
+        queue,
+        route,
+        server,
+        track,
+        user,
+    )
 
     cli.add_command(connector.connector)
     cli.add_command(route.route)
@@ -155,6 +166,7 @@ def _register() -> None:
     cli.add_command(admin.admin)
     cli.add_command(headers.headers)
     cli.add_command(dkim.dkim)
+    cli.add_command(domain.domain)
 
 
 _register()

@@ -18,10 +18,22 @@ from __future__ import annotations
 import hashlib
 import re
 
-_WSP_RUN = re.compile(rb"[ \t]+")
+# WSP that relaxed canonicalization changes: a tab, or a space with more WSP after it.  A
+# lone space stays as it is, so ordinary text (one space between words) matches nothing;
+# ``[ \t]+`` would replace every single space by itself, 5 times slower on prose.
+_WSP_RUN = re.compile(rb"\t[ \t]*| [ \t]+")
 _WSP_EOL = re.compile(rb"[ \t]+\r\n")
 _HEADER_END = b"\r\n\r\n"
 LINE_CHUNK = 64 * 1024
+
+
+def _relaxed_lines(data: bytes) -> bytes:
+    """Whole lines in relaxed form.  Most text has no tab, no two spaces in a row and no
+    space before a line end, and is then its own relaxed form: the regular expressions
+    (which try a match at every space) run only when something is to change."""
+    if b"\t" in data or b"  " in data or b" \r\n" in data:
+        return _WSP_RUN.sub(b" ", _WSP_EOL.sub(b"\r\n", data))
+    return data
 
 
 class RelaxedBodyHash:
@@ -50,7 +62,7 @@ class RelaxedBodyHash:
                 self._hash_part_of_line()
             return
         self._rest = buf[cut + 2:]
-        lines = _WSP_RUN.sub(b" ", _WSP_EOL.sub(b"\r\n", buf[:cut + 2]))
+        lines = _relaxed_lines(buf[:cut + 2])
         if self._line_open:  # the first CRLF ends a line whose start is hashed: not an empty line
             end = lines.find(b"\r\n") + 2
             self._sha.update(lines[:end])

@@ -61,6 +61,9 @@ class Keyring:
                 entries[config.domain] = await self._load(config)
         self._entries = entries
         self.version = version
+        signing = ", ".join(f"{d} ({', '.join(k.selector for k in e.keys) or 'broken'})"
+                            for d, e in sorted(entries.items()))
+        log.info("DKIM signing configs loaded (version %d): %s", version, signing or "none enabled")
 
     async def follow(self, clock: Clock, interval: float) -> None:
         """Refresh every ``interval`` until cancelled; a failed look is logged and tried again."""

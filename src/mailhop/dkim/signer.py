@@ -74,6 +74,11 @@ def _selected(fields: Sequence[tuple[str, bytes]], names: Sequence[str]) -> byte
     return bytes(out)
 
 
+def _signed(fields: Sequence[tuple[str, bytes]]) -> tuple[list[str], bytes]:
+    names = header_names(fields)
+    return names, _selected(fields, names)
+
+
 def _sign(key: PrivateKey, data: bytes) -> bytes:
     if isinstance(key, rsa.RSAPrivateKey):
         return key.sign(data, padding.PKCS1v15(), hashes.SHA256())
@@ -84,16 +89,19 @@ def _folded(value: str) -> str:
     return "\r\n\t ".join(value[i:i + FOLD] for i in range(0, len(value), FOLD))
 
 
-def signature(fields: Sequence[tuple[str, bytes]], body_hash: bytes, key: SigningKey, now: float) -> bytes:
-    """One DKIM-Signature field (with its CRLF) for a message of these header fields."""
-    names = header_names(fields)
+def signature(fields: Sequence[tuple[str, bytes]], body_hash: bytes, key: SigningKey, now: float,
+              signed: tuple[list[str], bytes] | None = None) -> bytes:
+    """One DKIM-Signature field (with its CRLF) for a message of these header fields;
+    ``signed`` is ``header_names`` and the ``_selected`` fields of them when already made
+    (they are the same for every key of a message)."""
+    names, selected = signed or _signed(fields)
     h = ":".join(names)
     if len(h) > FOLD:
         h = "\r\n\t:".join(":".join(names[i:i + 6]) for i in range(0, len(names), 6))
     bh = base64.b64encode(body_hash).decode("ascii")
     text = (f"DKIM-Signature: v=1; a={key.algorithm}; c=relaxed/relaxed; d={key.domain};\r\n"
             f"\ts={key.selector}; t={int(now)};\r\n\th={h};\r\n\tbh={bh};\r\n\tb=")
-    data = _selected(fields, names) + relaxed_header(text.encode("ascii"))
+    data = selected + relaxed_header(text.encode("ascii"))
     b = base64.b64encode(_sign(key.private, data)).decode("ascii")
     return (text + _folded(b) + "\r\n").encode("ascii")
 
@@ -132,8 +140,9 @@ def sign(header_block: bytes, body_hash: bytes, keys: Sequence[SigningKey], now:
     a valid signature by that key."""
     fields = header_fields(header_block)
     present = [raw for name, raw in fields if name == "dkim-signature"]
+    signed = _signed(fields)
     out = bytearray()
     for key in keys:
         if not any(verifies(raw, fields, body_hash, key) for raw in present):
-            out += signature(fields, body_hash, key, now)
+            out += signature(fields, body_hash, key, now, signed)
     return bytes(out)

@@ -138,7 +138,11 @@ class ReceiveHandler:
         return Spool(self.spool_dir, hash_body=self.keyring is not None and self.keyring.active)
 
     def _signature(self, pairs: list[tuple[str, str]], header_block: bytes, sink: Spool, now: float) -> bytes:
-        """The DKIM-Signature fields for the message (b"" when its From: domain is not signed)."""
+        """The DKIM-Signature fields for the message (b"" when its From: domain is not signed).
+
+        On the event loop: an RSA 2048 signature is about 0.3 ms of OpenSSL, and handing it
+        to a thread cost 0.1 ms more per message than it saved (measured with every core busy,
+        which is when it matters; docs/signing.md)."""
         if self.keyring is None:
             return b""
         domain = from_domain(block.first(pairs, "From"))

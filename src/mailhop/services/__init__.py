@@ -1,7 +1,7 @@
 """The rules behind every surface: the CLI, the REST API, the console and the control socket only translate.
 
 ``Services`` bundles one service per resource (connectors, queues, servers, tokens,
-routing, dkim) over one store.  The server builds it once; the CLI builds its own only when
+routing, dkim, readiness) over one store.  The server builds it once; the CLI builds its own only when
 no server runs on its data directory (otherwise it calls the server's through the
 control socket, so only the server composes NDRs and writes the tracking log).
 """
@@ -18,6 +18,7 @@ from mailhop.sealing import Sealer
 from mailhop.services.connectors import ConnectorService
 from mailhop.services.dkim import DkimService
 from mailhop.services.queues import QueueService
+from mailhop.services.readiness import ReadinessService
 from mailhop.services.routing import RoutingService
 from mailhop.services.servers import ServerService
 from mailhop.services.tokens import TokenService
@@ -33,6 +34,7 @@ class Services:
     tokens: TokenService
     routing: RoutingService
     dkim: DkimService
+    readiness: ReadinessService
 
     @classmethod
     def build(cls, settings: Settings, store: Store, clock: Clock, tracker: Tracker, ndr: NdrComposer,
@@ -44,4 +46,5 @@ class Services:
             tokens=TokenService(store.tokens),
             routing=RoutingService(store.connectors, settings.server.name),
             dkim=DkimService(store.dkim, settings, sealer, resolver, clock),
+            readiness=ReadinessService(store, settings, resolver),
         )

@@ -9,6 +9,8 @@ const ROUTES = {
   queues: { title: "Queues", module: "./page-queues.js" },
   trace: { title: "Message trace", module: "./page-trace.js" },
   headers: { title: "Header analyzer", module: "./page-headers.js" },
+  dkim: { title: "DKIM", module: "./page-dkim.js" },
+  readiness: { title: "Domain readiness", module: "./page-readiness.js" },
 };
 
 const $ = (id) => document.getElementById(id);

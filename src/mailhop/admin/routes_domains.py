@@ -1,0 +1,24 @@
+"""``/api/domains``: what a sending domain looks like to the receivers of its mail.
+
+``readiness`` is ``services.readiness.check``, where the rules of that look live: SPF,
+DKIM, DMARC, reverse DNS of the sending addresses, MTA-STS and TLS-RPT, each row Pass,
+Warn or Fail with its evidence and the fix.  It only reads (DNS, the domain's MTA-STS
+policy), so a read-only token may ask.  Without ``ip`` the service takes the addresses
+the server sends from; a bad domain or address is its ValidationError (400).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import FastAPI, Query
+
+from mailhop.admin.common import ERRORS, JSON, AdminContext, Reader
+
+
+def add_routes(app: FastAPI, ctx: AdminContext, api: str) -> None:
+    @app.get(f"{api}/domains/{{domain}}/readiness", tags=["domains"], responses=ERRORS)
+    async def domain_readiness(domain: str, who: Reader,
+                               ip: Annotated[list[str] | None, Query()] = None) -> JSON:
+        return await ctx.services.readiness.check(domain, ip or None)
+
