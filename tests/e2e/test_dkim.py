@@ -4,11 +4,13 @@ printed, send through the seed's "To Internet" connector, and OpenDKIM says pass
 A real ``mailhop serve`` whose DNS is a dnsmasq: fabrikam.test's MX is a capture sink on
 127.0.0.2; contoso.test's selector records appear once the test publishes the ``Records``
 that ``mailhop dkim new --json`` gave.  OpenDKIM (Debian's, in test mode) verifies the RSA
-signature and the Ed25519 one against the same dnsmasq; dkimpy checks both again.
+signature and the Ed25519 one against the same dnsmasq; dkimpy checks both again.  Then
+``mailhop domain check`` says what is still missing (SPF, DMARC, reverse DNS).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -59,5 +61,14 @@ def test_new_publish_send_and_opendkim_says_pass(mailhop_factory: Callable[..., 
         assert got.data.count(b"DKIM-Signature:") == 2
         assert opendkim(got.data, zone) == {"selector1": "pass", "selector1-ed25519": "pass"}
         assert dkimpy(got.data, zone) == {"selector1": True, "selector1-ed25519": True}
+
+        # What a provider would object to: DKIM is published, nothing else is.
+        check = m.cli("domain", "check", "contoso.test", "--ip", "127.0.0.1", "--json", check=False)
+        assert check.returncode == 1, check.stderr
+        report = json.loads(check.stdout)
+        verdicts = {row["Check"]: row["Result"] for row in report["Checks"]}
+        assert verdicts == {"SPF": "Fail", "DKIM": "Pass", "DMARC": "Fail", "ReverseDNS": "Fail",
+                            "MTA-STS": "Warn", "TLS-RPT": "Warn"}, report
+        assert report["Result"] == "Fail" and report["SendingIpsFrom"] == "--ip"
     finally:
         mx.stop()
