@@ -100,7 +100,7 @@ class Service:
         self.scheduler = scheduler = Scheduler(ctx, live, ndr, resolver, tls_plan=TlsPolicy(s).plan,
                                                protocol_log=send_log)
         submission = Submission(ctx, live, ndr, scheduler)
-        self.services = Services.build(s, store, clock, tracker, ndr, sealer, resolver)
+        self.services = Services.build(s, store, clock, tracker, ndr, sealer, resolver, wake=scheduler.wake)
         try:
             # Every listener is bound before anything is served: one that cannot listen stops the
             # start with a line that names it, before any SMTP connection is taken.

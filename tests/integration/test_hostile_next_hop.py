@@ -99,3 +99,24 @@ async def test_a_broken_next_hop_leaks_no_slot_and_leaves_no_recipient_leased(
     [row] = (await t.store.queues.get_message(sent.queue_id))[1]
     assert row.last_error is not None and row.last_error.startswith("4")
     assert [e["EventId"] for e in t.tracking() if e.get("InternalMessageId") == sent.queue_id][-1] == "DEFER"
+
+
+@pytest.mark.parametrize("ehlo", [b"250-hostile.test\r\n250 PIPELINING\r\n", b"250 hostile.test\r\n"],
+                         ids=["pipelined", "sequential"])
+async def test_a_250_to_data_is_a_temporary_failure_not_a_delivery(hostile: list[HostileServer], ehlo: bytes) -> None:
+    server = await start(hostile, {"EHLO": ehlo, "DATA": b"250 2.0.0 ok\r\n"})
+    conn = await open_to(server)
+    tx = await conn.send("alice@contoso.test", ["a@fabrikam.test", "b@fabrikam.test"], b"Subject: x\r\n\r\nhi\r\n")
+    assert tx.failure is not None and (tx.failure.code, tx.failure.enhanced) == (451, "4.5.0")
+    assert all(r.temporary for r in tx.recipients.values())
+    assert not conn.usable  # out of step: dropped, not RSET and reused
+    assert not any(line.startswith(b"Subject:") for line in server.commands)  # no body was sent
+
+
+async def test_a_3xx_after_the_body_is_a_temporary_failure(hostile: list[HostileServer]) -> None:
+    server = await start(hostile, {"EHLO": b"250 hostile.test\r\n", "DOT": b"354 more please\r\n"})
+    conn = await open_to(server)
+    tx = await conn.send("alice@contoso.test", ["a@fabrikam.test"], b"Subject: x\r\n\r\nhi\r\n")
+    assert tx.failure is not None and (tx.failure.code, tx.failure.enhanced) == (451, "4.5.0")
+    assert tx.recipients["a@fabrikam.test"].temporary
+    assert not conn.usable

@@ -112,6 +112,23 @@ async def test_lowest_preference_mx_gets_the_mail(transport_factory: Any, sink_f
     assert ("MX", "fabrikam.test") in dns.queries()
 
 
+async def test_a_recipient_the_first_mx_defers_is_delivered_by_the_second_in_the_same_attempt(
+        transport_factory: Any, sink_factory: Any, dns_server: Any, mx_port: int) -> None:
+    dns = dns_server(mx={"fabrikam.test": [(10, "mx1.fabrikam.test"), (20, "mx2.fabrikam.test")]},
+                     a={"mx1.fabrikam.test": MX1, "mx2.fabrikam.test": MX2})
+    primary = sink_factory(host=MX1, port=mx_port, tempfail={"carol@fabrikam.test"}, reject={"gone@fabrikam.test"})
+    backup = sink_factory(host=MX2, port=mx_port)
+    t = await mx_transport(transport_factory, dns, mx_port)
+    await submit(t.port, SENDER, ["bob@fabrikam.test", "carol@fabrikam.test", "gone@fabrikam.test"])
+    await async_wait_for(lambda: primary.messages and backup.messages, what="deliveries at both MX hosts")
+    assert [m.rcpt_tos for m in primary.messages] == [["bob@fabrikam.test"]]
+    assert [m.rcpt_tos for m in backup.messages] == [["carol@fabrikam.test"]]  # the 5xx is not tried again
+    sends = [e for e in t.tracking() if e["EventId"] == "SEND"]
+    assert sorted(r for e in sends for r in e["Recipients"]) == ["bob@fabrikam.test", "carol@fabrikam.test"]
+    # Nothing of it deferred (the NDR for gone@ to contoso.test's MX, which nothing runs, may be).
+    assert not [e for e in t.tracking() if e["EventId"] == "DEFER" and e["Sender"] == SENDER]
+
+
 async def test_failover_to_second_mx_when_first_refuses_connections(
         transport_factory: Any, sink_factory: Any, dns_server: Any, mx_port: int) -> None:
     dns = dns_server(mx={"fabrikam.test": [(10, "mx1.fabrikam.test"), (20, "mx2.fabrikam.test")]},

@@ -5,8 +5,8 @@
 greeting is ``script["GREETING"]``.  After the bytes for ``STARTTLS`` the server takes the
 TLS handshake (``tls`` context) as a real one would, so whatever it appended before is
 exactly what a man in the middle could have injected.  Commands it was not scripted for
-get ``250 2.0.0 ok``; DATA content is read up to the terminator and answered with
-``script.get("DOT", ...)``.
+get ``250 2.0.0 ok``; DATA gets ``script.get("DATA", "354 ...")`` and, after a 354, its
+content is read up to the terminator and answered with ``script.get("DOT", ...)``.
 """
 
 from __future__ import annotations
@@ -55,8 +55,11 @@ class HostileServer:
                 self.commands.append(line)
                 verb = line.split(b" ", 1)[0].strip().upper().decode("ascii", "replace")
                 if verb == "DATA":
-                    writer.write(b"354 go ahead\r\n")
+                    start = self._answer("DATA", line, b"354 go ahead\r\n")
+                    writer.write(start)
                     await writer.drain()
+                    if not start.startswith(b"354"):
+                        continue
                     while (chunk := await reader.readline()) and chunk != b".\r\n":
                         pass
                     writer.write(self._answer("DOT", line, b"250 2.0.0 ok\r\n"))

@@ -26,6 +26,7 @@ from mailhop.queue.retry import RetryPolicy
 from mailhop.queue.scheduler import Scheduler
 from mailhop.queue.submission import Submission
 from mailhop.routing.router import Router
+from mailhop.services.queues import QueueService
 from mailhop.testing.clock import VirtualClock, settle
 from mailhop.testing.nexthop import FakeEndpoint, FakeNextHop
 from mailhop.testing.resolver import FakeResolver
@@ -34,6 +35,7 @@ from mailhop.tracking.events import Tracker, TrackingEvent
 
 RELAY = "192.0.2.10"
 HOME = "192.0.2.20"
+RELAY2 = "192.0.2.11"
 BODY = b"From: <alice@contoso.test>\r\nSubject: hello\r\nMessage-ID: <m@contoso.test>\r\n\r\nHi.\r\n"
 
 
@@ -67,6 +69,7 @@ class World:
         ndr = NdrComposer(ctx, live)
         self.scheduler = Scheduler(ctx, live, ndr, FakeResolver(), opener=self.hop.open)
         self.submission = Submission(ctx, live, ndr, self.scheduler)
+        self.queues = QueueService(self.store, self.clock, ctx.tracker, ndr, self.scheduler.wake)
 
     async def connector(self, name: str, ip: str, spaces: str = "*", **values: str) -> None:
         c = new_connector({"Name": name, "AddressSpaces": spaces, "DNSRoutingEnabled": "false",
@@ -145,6 +148,19 @@ async def test_an_unreachable_next_hop_retries_on_exchanges_schedule_then_delive
     assert world.ids_of("DEFER") == [("bob@fabrikam.test",)] * 3
 
 
+async def test_retry_queue_delivers_at_once_though_the_scheduler_had_the_queue_in_retry(world: World) -> None:
+    await world.connector("Relay", RELAY)
+    world.hop.refuse(RELAY)
+    await started(world)
+    await world.submit("bob@fabrikam.test")
+    assert (await world.waiting())["bob@fabrikam.test"] == (RETRY, "Relay")
+    world.hop.add(FakeEndpoint(RELAY, 25))
+    # Retry-Queue wakes the claimer, which runs before any config poll could refresh the queue states.
+    assert (await world.queues.retry("Relay"))["RecipientsRetried"] == 1
+    await settle()
+    assert [d.recipients for d in world.hop.delivered] == [["bob@fabrikam.test"]]
+
+
 async def test_a_4xx_recipient_waits_the_message_retry_interval(world: World) -> None:
     await world.connector("Relay", RELAY)
     endpoint = world.hop.add(FakeEndpoint(RELAY, 25, rcpt={"later@fabrikam.test": "451 4.7.1 greylisted"}))
@@ -158,6 +174,49 @@ async def test_a_4xx_recipient_waits_the_message_retry_interval(world: World) ->
     await world.clock.advance(2)
     assert [d.recipients for d in world.hop.delivered] == [["now@fabrikam.test"], ["later@fabrikam.test"]]
     assert await world.store.queues.messages() == []
+
+
+async def test_a_4xx_recipient_is_tried_at_the_next_endpoint_in_the_same_attempt(world: World) -> None:
+    await world.connector("Relay", RELAY, SmartHosts=f"[{RELAY}],[{RELAY2}]")
+    first = world.hop.add(FakeEndpoint(RELAY, 25, rcpt={"later@fabrikam.test": "451 4.7.1 greylisted",
+                                                        "gone@fabrikam.test": "550 5.1.1 User unknown"}))
+    second = world.hop.add(FakeEndpoint(RELAY2, 25))
+    await started(world)
+    await world.submit("now@fabrikam.test", "later@fabrikam.test", "gone@fabrikam.test")
+    def to_fabrikam(endpoint: FakeEndpoint) -> list[list[str]]:  # (the NDR for gone@ goes the same way)
+        return [d.recipients for d in endpoint.delivered if d.sender]
+
+    assert to_fabrikam(first) == [["now@fabrikam.test"]]
+    assert to_fabrikam(second) == [["later@fabrikam.test"]]  # the 5xx stays final: not tried again
+    assert world.ids_of("SEND")[0] == ("now@fabrikam.test", "later@fabrikam.test")  # then the NDR's
+    assert world.ids_of("FAIL") == [("gone@fabrikam.test",)]
+    assert all(status != RETRY for status, _ in (await world.waiting()).values())
+
+
+async def test_a_4xx_recipient_at_every_endpoint_keeps_the_last_reply(world: World) -> None:
+    await world.connector("Relay", RELAY, SmartHosts=f"[{RELAY}],[{RELAY2}]")
+    world.hop.add(FakeEndpoint(RELAY, 25, rcpt={"later@fabrikam.test": "451 4.7.1 greylisted"}))
+    world.hop.add(FakeEndpoint(RELAY2, 25, rcpt={"later@fabrikam.test": "452 4.2.2 mailbox full"}))
+    await started(world)
+    await world.submit("now@fabrikam.test", "later@fabrikam.test")
+    assert (await world.waiting())["later@fabrikam.test"] == (RETRY, "Relay")
+    [row] = [r for _, rows in await world.store.queues.messages() for r in rows if r.address == "later@fabrikam.test"]
+    assert row.last_error is not None and row.last_error.startswith("452 4.2.2")
+    [state] = await world.store.queues.states() or [None]
+    assert state is None or not state.retry_until  # recipients were answered: the queue is not in Retry
+
+
+@pytest.mark.parametrize("data_start, data", [("250 2.0.0 ok", "250 2.0.0 ok"), ("354 go ahead", "354 more?")])
+async def test_a_positive_reply_that_is_not_354_to_data_or_2xx_after_it_delivers_nothing(
+        world: World, data_start: str, data: str) -> None:
+    await world.connector("Relay", RELAY)
+    world.hop.add(FakeEndpoint(RELAY, 25, data_start=data_start, data=data))
+    await started(world)
+    await world.submit("bob@fabrikam.test")
+    assert world.hop.delivered == [] and world.ids_of("SEND") == []
+    assert (await world.waiting())["bob@fabrikam.test"] == (RETRY, "Relay")
+    [row] = [r for _, rows in await world.store.queues.messages() for r in rows]
+    assert row.last_error is not None and row.last_error.startswith("451 4.5.0")
 
 
 async def test_a_5xx_fails_the_recipient_and_the_sender_gets_an_ndr(world: World) -> None:

@@ -8,8 +8,10 @@ the next job for up to SmtpMaxMessagesPerConnection messages and while jobs keep
 coming (``connection_cache_time``, never beyond ConnectionInactivityTimeOut).
 
 A job goes to the endpoints in order: a connection failure, or a 4xx to the
-whole transaction, moves it to the next endpoint; a per-recipient reply is final
-for that attempt.  When no endpoint can be reached at all, the job's result has
+whole transaction, moves it to the next endpoint, and so does a 4xx for some
+recipients, for those recipients (the others are done); a 2xx or 5xx for a
+recipient is final for that attempt, and a recipient that got 4xx everywhere keeps
+the last one.  The result names the last endpoint that answered recipients.  When no endpoint can be reached at all, the job's result has
 ``hop_failure`` set and every job still waiting for that next hop is returned
 with it, so the scheduler can put the queue in Retry.  Results go to the
 ``on_result`` callback; this module never touches the store.
@@ -209,27 +211,40 @@ class NextHop:
         body = await self.pool.load_body(claim)
         if not job.connector.cloud_services_mail_enabled:
             body = without_internal_headers(body)
-        rcpts = claim.recipients
+        pending = list(claim.recipients)   # no final reply yet
+        replies: dict[int, Reply] = {}       # the latest reply of each recipient
         errors: list[tuple[Endpoint, Reply]] = []
         tried: set[Endpoint] = set()
         transaction_started = False
+        answered: NextHopSession | None = None  # the last session that answered recipients
+
+        def result() -> JobResult:
+            c = answered
+            ep = Endpoint(c.host, c.ip, c.port) if c is not None else None
+            return JobResult(job, replies, ep, c.tls_version if c else None, c.tls_cipher if c else None)
 
         async def attempt(c: NextHopSession) -> JobResult | None:
-            nonlocal transaction_started
-            tx = await c.send(claim.message.sender, [r.address for r in rcpts], body,
+            """Send to the recipients still pending; the job's result once none is left."""
+            nonlocal transaction_started, pending, answered
+            tx = await c.send(claim.message.sender, [r.address for r in pending], body,
                               eight_bit=claim.message.eight_bit, smtputf8=claim.message.smtputf8)
             transaction_started = True
-            ep = Endpoint(c.host, c.ip, c.port)
             if tx.failure is not None and tx.failure.temporary:
-                errors.append((ep, tx.failure))
+                errors.append((Endpoint(c.host, c.ip, c.port), tx.failure))
                 return None
-            return JobResult(job, {r.id: tx.recipients[r.address] for r in rcpts}, ep, c.tls_version, c.tls_cipher)
+            answered = c
+            for r in pending:
+                replies[r.id] = tx.recipients[r.address]
+            # A 4xx for a recipient here may be this host's alone (greylisting, a full mailbox
+            # server): it is tried at the next endpoint in this attempt, as Postfix does.
+            pending = [r for r in pending if replies[r.id].temporary]
+            return result() if not pending else None
 
         if conn is not None:
             tried.add(Endpoint(conn.host, conn.ip, conn.port))
-            result = await attempt(conn)
-            if result is not None:
-                return result, conn
+            done = await attempt(conn)
+            if done is not None:
+                return done, conn
             await _close(conn)
             conn = None
         try:
@@ -239,7 +254,7 @@ class NextHop:
                 reply = exc.reply
             else:
                 reply = nxdomain_reply(job.next_hop) if exc.permanent else dns_failed_reply(exc)
-            return JobResult(job, {r.id: reply for r in rcpts}, hop_failure=reply.temporary,
+            return JobResult(job, {r.id: reply for r in claim.recipients}, hop_failure=reply.temporary,
                              attempted=True), None
         for ep in endpoints:
             if ep in tried:
@@ -250,16 +265,18 @@ class NextHop:
             except ConnectionFailure as exc:
                 errors.append((ep, exc.reply))
                 continue
-            result = await attempt(conn)
-            if result is not None:
-                return result, conn
+            done = await attempt(conn)
+            if done is not None:
+                return done, conn
             await _close(conn)
             conn = None
+        if answered is not None:  # some recipients were answered: the others keep their last 4xx
+            return result(), None
         if not errors:
             reply = Reply(451, "4.4.0", f"No endpoint to deliver to for {job.next_hop}")
         else:
             reply = failover_reply(errors)
-        return JobResult(job, {r.id: reply for r in rcpts}, errors[-1][0] if errors else None,
+        return JobResult(job, {r.id: reply for r in claim.recipients}, errors[-1][0] if errors else None,
                          hop_failure=not transaction_started), None
 
 

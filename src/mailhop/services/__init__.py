@@ -8,6 +8,7 @@ control socket, so only the server composes NDRs and writes the tracking log).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from mailhop.clock import Clock
@@ -38,10 +39,11 @@ class Services:
 
     @classmethod
     def build(cls, settings: Settings, store: Store, clock: Clock, tracker: Tracker, ndr: NdrComposer,
-              sealer: Sealer, resolver: Resolver) -> Services:
+              sealer: Sealer, resolver: Resolver, wake: Callable[[], None] = lambda: None) -> Services:
+        """``wake``: the running server's claimer, for changes that make mail due now."""
         return cls(
             connectors=ConnectorService(store.connectors, settings, sealer),
-            queues=QueueService(store, clock, tracker, ndr),
+            queues=QueueService(store, clock, tracker, ndr, wake),
             servers=ServerService(store, settings.cluster.lease_timeout, clock),
             tokens=TokenService(store.tokens),
             routing=RoutingService(store.connectors, settings.server.name),

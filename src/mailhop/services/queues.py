@@ -12,6 +12,7 @@ raise ``NotFoundError``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -77,11 +78,13 @@ def message_view(info: MessageInfo, rows: list[RecipientRow], queue: str) -> dic
 
 
 class QueueService:
-    def __init__(self, store: Store, clock: Clock, tracker: Tracker, ndr: NdrComposer) -> None:
+    def __init__(self, store: Store, clock: Clock, tracker: Tracker, ndr: NdrComposer,
+                 wake: Callable[[], None] = lambda: None) -> None:
         self.store = store
         self.clock = clock
         self.tracker = tracker
         self.ndr = ndr
+        self.wake = wake  # the server's claimer: mail made due now is claimed now
 
     async def list_queues(self) -> list[dict[str, Any]]:
         states = {s.queue.lower(): s for s in await self.store.queues.states()}
@@ -148,9 +151,19 @@ class QueueService:
         raise NotFoundError(f"The queue '{name}' was not found")
 
     async def retry(self, identity: str) -> dict[str, Any]:
-        """Retry-Queue: its waiting recipients are due now and its retry timer is reset."""
+        """Retry-Queue: its waiting recipients are due now and its retry timer is reset.
+
+        The queue's state the scheduler routes by is cleared first: a recipient claimed the
+        moment the store says it is due must not be held back by the Retry state the
+        scheduler still had (it would wait out the old timer, an hour with Exchange's
+        defaults, until the next config poll had come too late)."""
         name = await self._require_queue(queue_name(identity))
+        live = self.ndr.live
+        state = live.snapshot.queue_state(name)
+        if state is not None and state.retry_until:
+            live.publish(live.snapshot.with_state(replace(state, retry_until=None)))
         count = await self.store.queues.retry(name, self.clock.now())
+        self.wake()
         return {"Identity": queue_name(identity), "RecipientsRetried": count}
 
     async def set_queue_suspended(self, identity: str, suspended: bool) -> str:

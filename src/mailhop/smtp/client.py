@@ -41,6 +41,8 @@ from mailhop.smtp.session import (
     TlsPlan,
     Trace,
     Transaction,
+    data_refused,
+    data_result,
     mail_parameters,
     no_verify_context,
 )
@@ -287,9 +289,7 @@ class ClientConnection:
             await self._after_refusal(data_start)
             return Transaction(results)
         if data_start.code != 354:
-            await self._rset()  # the peer still holds MAIL and RCPT: the next transaction must not nest
-            return Transaction({**results, **{r: data_start for r in accepted}},
-                               failure=data_start if not data_start.ok else None)
+            return await self._data_refused(results, accepted, data_start)
         return await self._finish_data(results, accepted, body)
 
     async def _send_sequential(self, mail: str, recipients: list[str], body: Body) -> Transaction:
@@ -304,9 +304,17 @@ class ClientConnection:
             return Transaction(results)
         data_start = await self._command("DATA")
         if data_start.code != 354:
-            await self._rset()
-            return Transaction({**results, **{r: data_start for r in accepted}}, failure=data_start)
+            return await self._data_refused(results, accepted, data_start)
         return await self._finish_data(results, accepted, body)
+
+    async def _data_refused(self, results: dict[str, Reply], accepted: list[str], data_start: Reply) -> Transaction:
+        failure = data_refused(data_start)
+        if failure is data_start:
+            await self._rset()  # the peer still holds MAIL and RCPT: the next transaction must not nest
+        else:  # a positive answer to DATA: the peer is out of step, its state unknown
+            self._trace("*", f"failed: {failure}")
+            self.abort()
+        return Transaction({**results, **{r: failure for r in accepted}}, failure=failure)
 
     async def _finish_data(self, results: dict[str, Reply], accepted: list[str], body: Body) -> Transaction:
         if isinstance(body, bytes):
@@ -320,7 +328,11 @@ class ClientConnection:
                 await self.writer.drain()
             self.writer.write(stuffer.end())
         await self.writer.drain()
-        data_reply = await self._reply()
+        answer = await self._reply()
+        data_reply = data_result(answer)
+        if data_reply is not answer:  # a 3xx to the end of the message: the peer is out of step
+            self._trace("*", f"failed: {data_reply}")
+            self.abort()
         for rcpt in accepted:
             results[rcpt] = data_reply
         self.messages_sent += 1

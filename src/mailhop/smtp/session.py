@@ -127,3 +127,22 @@ def auth_mechanism(auth: AuthPlan, extensions: dict[str, str], over_tls: bool, w
             f"{where} offers no usable AUTH mechanism: wanted {wanted}, offered {' '.join(offered) or 'none'}")),
             "auth")
     return mechanism
+
+
+def data_refused(data_start: Reply) -> Reply:
+    """What the accepted recipients get when DATA is answered with anything but 354: the
+    refusal itself, or, for a positive reply (a broken next hop that says 250 to DATA has
+    taken no message), a temporary failure of the transaction."""
+    if data_start.code < 400:
+        return Reply(451, "4.5.0", f"SMTPSEND.ProtocolError; the next hop answered DATA with "
+                                   f"'{data_start}' instead of 354: nothing was sent")
+    return data_start
+
+
+def data_result(data_reply: Reply) -> Reply:
+    """The outcome of the reply to the end of DATA: only 2xx delivers (a 3xx there is a
+    next hop out of step, a temporary failure)."""
+    if 300 <= data_reply.code < 400:
+        return Reply(451, "4.5.0", f"SMTPSEND.ProtocolError; the next hop answered the end of the message "
+                                   f"with '{data_reply}'")
+    return data_reply

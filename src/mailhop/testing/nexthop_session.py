@@ -18,6 +18,8 @@ from mailhop.smtp.session import (
     Trace,
     Transaction,
     auth_mechanism,
+    data_refused,
+    data_result,
     mail_parameters,
 )
 from mailhop.testing.nexthop_script import (
@@ -168,8 +170,11 @@ class FakeSession:
         if not accepted:
             return Transaction(results)
         data_start = as_received(ep.data_start)
-        if data_start.code != 354:  # refused: the client says RSET
-            return Transaction({**results, **{r: data_start for r in accepted}}, failure=data_start)
+        if data_start.code != 354:  # refused: the client says RSET (or drops a peer that said 2xx/3xx)
+            failure = data_refused(data_start)
+            if failure is not data_start:
+                self.closed = True
+            return Transaction({**results, **{r: failure for r in accepted}}, failure=failure)
         if isinstance(body, bytes):
             wire = dot_stuff(body)
         else:
@@ -182,7 +187,10 @@ class FakeSession:
         if ep.size and len(wire) - 3 > ep.size:  # the peer counts what it read, stuffing included
             data_reply = as_received(TOO_BIG)
         else:
-            data_reply = as_received(ep.data)
+            answer = as_received(ep.data)
+            data_reply = data_result(answer)
+            if data_reply is not answer:  # the client drops a peer out of step
+                self.closed = True
         if data_reply.ok:
             record = Delivered(self.ip, self.port, self.helo_name, sender, accepted, received, options,
                                self.tls_version)
