@@ -140,9 +140,9 @@ class ReceiveHandler:
     def _signature(self, pairs: list[tuple[str, str]], header_block: bytes, sink: Spool, now: float) -> bytes:
         """The DKIM-Signature fields for the message (b"" when its From: domain is not signed).
 
-        On the event loop: an RSA 2048 signature is about 0.3 ms of OpenSSL, and handing it
-        to a thread cost 0.1 ms more per message than it saved (measured with every core busy,
-        which is when it matters; docs/signing.md)."""
+        On the event loop: an RSA 2048 signature is about 0.35 ms of OpenSSL, and handing it
+        to a thread (``cryptography`` releases the GIL) made the signed benchmark slower, not
+        faster (docs/signing.md)."""
         if self.keyring is None:
             return b""
         domain = from_domain(block.first(pairs, "From"))
