@@ -219,6 +219,28 @@ async def test_a_positive_reply_that_is_not_354_to_data_or_2xx_after_it_delivers
     assert row.last_error is not None and row.last_error.startswith("451 4.5.0")
 
 
+async def test_an_smtputf8_message_goes_to_the_next_host_that_has_smtputf8(world: World) -> None:
+    await world.connector("Relay", RELAY, SmartHosts=f"[{RELAY}],[{RELAY2}]")
+    first = world.hop.add(FakeEndpoint(RELAY, 25, smtputf8=False))
+    second = world.hop.add(FakeEndpoint(RELAY2, 25))
+    await started(world)
+    await world.submit("bjørn@fabrikam.test")
+    assert first.delivered == [] and [d.recipients for d in second.delivered] == [["bjørn@fabrikam.test"]]
+    assert world.ids_of("SEND") == [("bjørn@fabrikam.test",)]
+
+
+async def test_an_smtputf8_message_no_host_can_take_bounces_with_5_6_7(world: World) -> None:
+    await world.connector("Relay", RELAY, SmartHosts=f"[{RELAY}],[{RELAY2}]")
+    first = world.hop.add(FakeEndpoint(RELAY, 25, smtputf8=False))
+    world.hop.add(FakeEndpoint(RELAY2, 25, smtputf8=False))
+    await started(world)
+    await world.submit("bjørn@fabrikam.test")
+    assert world.ids_of("FAIL") == [("bjørn@fabrikam.test",)]
+    [ndr] = [d for d in first.delivered if d.sender == ""]  # the address was never sent mangled
+    assert b"5.6.7" in ndr.body and "bjørn".encode() in ndr.body
+    assert not [d for d in world.hop.delivered if d.sender]
+
+
 async def test_a_5xx_fails_the_recipient_and_the_sender_gets_an_ndr(world: World) -> None:
     await world.connector("Relay", RELAY, spaces="fabrikam.test")
     await world.connector("Home", HOME, spaces="contoso.test")

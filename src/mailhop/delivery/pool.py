@@ -8,10 +8,12 @@ the next job for up to SmtpMaxMessagesPerConnection messages and while jobs keep
 coming (``connection_cache_time``, never beyond ConnectionInactivityTimeOut).
 
 A job goes to the endpoints in order: a connection failure, or a 4xx to the
-whole transaction, moves it to the next endpoint, and so does a 4xx for some
-recipients, for those recipients (the others are done); a 2xx or 5xx for a
-recipient is final for that attempt, and a recipient that got 4xx everywhere keeps
-the last one.  The result names the last endpoint that answered recipients.  When no endpoint can be reached at all, the job's result has
+whole transaction, moves it to the next endpoint; so does a host that lacks
+SMTPUTF8 for a message that needs it (5.6.7 only when every host lacks it), and
+a 4xx for some recipients, for those recipients (the others are done).  A 2xx or
+5xx for a recipient is final for that attempt, and a recipient that got 4xx
+everywhere keeps the last one; the result names the last endpoint that answered
+recipients.  When no endpoint can be reached at all, the job's result has
 ``hop_failure`` set and every job still waiting for that next hop is returned
 with it, so the scheduler can put the queue in Retry.  Results go to the
 ``on_result`` callback; this module never touches the store.
@@ -229,7 +231,7 @@ class NextHop:
             tx = await c.send(claim.message.sender, [r.address for r in pending], body,
                               eight_bit=claim.message.eight_bit, smtputf8=claim.message.smtputf8)
             transaction_started = True
-            if tx.failure is not None and tx.failure.temporary:
+            if tx.failure is not None and (tx.failure.temporary or tx.next_host):
                 errors.append((Endpoint(c.host, c.ip, c.port), tx.failure))
                 return None
             answered = c
@@ -274,6 +276,10 @@ class NextHop:
             return result(), None
         if not errors:
             reply = Reply(451, "4.4.0", f"No endpoint to deliver to for {job.next_hop}")
+        elif all(not r.temporary for _, r in errors):  # every host lacked what the message needs
+            first = errors[0][1]
+            reply = Reply(first.code, first.enhanced, f"{first.text} (none of the {len(errors)} host(s) tried does). "
+                                                      f"The last endpoint attempted was {errors[-1][0]}")
         else:
             reply = failover_reply(errors)
         return JobResult(job, {r.id: reply for r in claim.recipients}, errors[-1][0] if errors else None,

@@ -45,6 +45,7 @@ from mailhop.smtp.session import (
     data_result,
     mail_parameters,
     no_verify_context,
+    refused_before_mail,
 )
 
 MAX_REPLY_LINES = 100
@@ -255,7 +256,7 @@ class ClientConnection:
         size = len(body) if isinstance(body, bytes) else body.size
         options = mail_parameters(sender, recipients, size, self.extensions, eight_bit, smtputf8)
         if isinstance(options, Reply):
-            return Transaction({r: options for r in recipients}, failure=options)
+            return refused_before_mail(options, recipients)
         mail = " ".join([f"MAIL FROM:<{sender}>", *options])
         try:
             if self.supports("pipelining"):

@@ -52,6 +52,9 @@ class Transaction:
     # Whole-transaction failure (MAIL or DATA refused, connection lost): retry elsewhere if temporary.
     failure: Reply | None = None
     data_reply: Reply | None = None
+    # The failure is this host's alone (it lacks an extension the message needs): another
+    # endpoint of the same next hop may take the message, though the reply is permanent.
+    next_host: bool = False
 
 
 class NextHopSession(Protocol):
@@ -90,6 +93,16 @@ def no_verify_context() -> ssl.SSLContext:
     return ctx
 
 
+NO_SMTPUTF8 = Reply(550, "5.6.7", "SMTPSEND.Utf8; the remote server does not support SMTPUTF8")
+
+
+def refused_before_mail(reply: Reply, recipients: list[str]) -> Transaction:
+    """The transaction ``mail_parameters`` refused: nothing was sent.  A host without SMTPUTF8
+    leaves the message to the next endpoint (RFC 6531 section 3.2: never downgraded here);
+    5.6.7 only when no endpoint has it."""
+    return Transaction({r: reply for r in recipients}, failure=reply, next_host=reply is NO_SMTPUTF8)
+
+
 def mail_parameters(sender: str, recipients: list[str], size: int, extensions: dict[str, str],
                     eight_bit: bool, smtputf8: bool) -> list[str] | Reply:
     """The MAIL FROM parameters for a message, or the reply that fails it before anything is
@@ -104,7 +117,7 @@ def mail_parameters(sender: str, recipients: list[str], size: int, extensions: d
         options.append("BODY=8BITMIME")
     if smtputf8 or not sender.isascii() or not all(r.isascii() for r in recipients):
         if "smtputf8" not in extensions:
-            return Reply(550, "5.6.7", "SMTPSEND.Utf8; the remote server does not support SMTPUTF8")
+            return NO_SMTPUTF8
         options.append("SMTPUTF8")
     return options
 

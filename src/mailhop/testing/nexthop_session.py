@@ -21,6 +21,7 @@ from mailhop.smtp.session import (
     data_refused,
     data_result,
     mail_parameters,
+    refused_before_mail,
 )
 from mailhop.testing.nexthop_script import (
     AUTH_REFUSED,
@@ -131,7 +132,7 @@ class FakeSession:
         size = len(body) if isinstance(body, bytes) else body.size
         options = mail_parameters(sender, recipients, size, self.extensions, eight_bit, smtputf8)
         if isinstance(options, Reply):
-            return Transaction({r: options for r in recipients}, failure=options)
+            return refused_before_mail(options, recipients)
         try:
             return await self._transaction(sender, recipients, body, options)
         except (OSError, TimeoutError, ssl.SSLError, ProtocolError, asyncio.IncompleteReadError,
