@@ -42,19 +42,43 @@ def test_journal_reports_messages_begun_but_not_ended(tmp_path: Path) -> None:
     assert CrashJournal(path).recover() == []
 
 
+def test_journal_knows_a_message_handled_alone(tmp_path: Path) -> None:
+    path = tmp_path / "inflight.journal"
+    first = CrashJournal(path)
+    first.recover()
+    first.begin(7, alone=True)
+    first.flush()
+    second = CrashJournal(path)
+    assert second.recover() == [7] and second.alone == {7}
+    # Begun alone, but something else was in flight too (not isolated): no one is blamed.
+    second.begin(7, alone=True)
+    second.begin(8)
+    second.flush()
+    third = CrashJournal(path)
+    assert third.recover() == [7, 8] and third.alone == set()
+    # Ended, then others in flight: the earlier alone run says nothing now.
+    third.begin(5, alone=True)
+    third.end(5)
+    third.begin(6)
+    third.flush()
+    fourth = CrashJournal(path)
+    assert fourth.recover() == [6] and fourth.alone == set()
+
+
 def test_journal_compaction_keeps_live_entries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import mailhop.queue.journal as journal
 
     monkeypatch.setattr(journal, "COMPACT_AT", 200)
     j = CrashJournal(tmp_path / "j")
     j.recover()
-    j.begin(42)
+    j.begin(42, alone=True)
     for i in range(100):
         j.begin(1000 + i)
         j.end(1000 + i)
         j.flush()
     assert (tmp_path / "j").stat().st_size < 400
-    assert CrashJournal(tmp_path / "j").recover() == [42]
+    again = CrashJournal(tmp_path / "j")
+    assert again.recover() == [42] and again.alone == {42}
 
 
 def test_passwords_are_hashed_and_checked(tmp_path: Path) -> None:

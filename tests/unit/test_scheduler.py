@@ -322,14 +322,15 @@ async def test_a_dead_servers_lease_expires_and_its_mail_is_taken_over(world: Wo
     assert [d.recipients for d in world.hop.delivered] == [["bob@fabrikam.test"]]
 
 
-async def test_a_message_that_crashed_the_server_twice_goes_to_poison(world: World) -> None:
+async def test_a_message_that_crashed_the_server_twice_while_alone_goes_to_poison(world: World) -> None:
     await world.connector("Relay", RELAY)
     world.hop.add(FakeEndpoint(RELAY, 25))
-    message = stored(world, "bob@fabrikam.test", crash_count=1)
+    # A suspect (1) that crashed the server once already while handled alone (2).
+    message = stored(world, "bob@fabrikam.test", crash_count=2)
     await world.store.messages.submit([message])
     journal = world.settings.data_dir / "inflight-EXCH01-0.journal"
     journal.parent.mkdir(parents=True)
-    journal.write_text(f"B {message.info.id}\n")  # the previous run died handling it
+    journal.write_text(f"A {message.info.id}\n")  # the previous run died handling it alone, again
     await started(world)
     assert world.hop.delivered == []
     assert await world.waiting() == {"bob@fabrikam.test": ("poison", "Poison")}
@@ -338,19 +339,55 @@ async def test_a_message_that_crashed_the_server_twice_goes_to_poison(world: Wor
         "550 5.3.0 Too many related errors",)
 
 
-async def test_suspects_are_delivered_one_at_a_time(world: World) -> None:
+async def test_crashes_with_others_in_flight_make_suspects_never_poison(world: World) -> None:
     await world.connector("Relay", RELAY)
     world.hop.add(FakeEndpoint(RELAY, 25))
-    suspects = [stored(world, f"s{i}@fabrikam.test") for i in range(3)]
-    await world.store.messages.submit(suspects)
+    crowd = [stored(world, f"c{i}@fabrikam.test", crash_count=1) for i in range(3)]
+    fresh = stored(world, "fresh@fabrikam.test")
+    await world.store.messages.submit([*crowd, fresh])
     journal = world.settings.data_dir / "inflight-EXCH01-0.journal"
     journal.parent.mkdir(parents=True)
-    journal.write_text("".join(f"B {m.info.id}\n" for m in suspects))
+    # Killed from outside again with all of them in flight (one was even begun alone before).
+    journal.write_text(f"A {crowd[0].info.id}\nE {crowd[0].info.id}\n"
+                       + "".join(f"B {m.info.id}\n" for m in [*crowd, fresh]))
     await started(world)
-    assert sorted(d.recipients[0] for d in world.hop.delivered) == [f"s{i}@fabrikam.test" for i in range(3)]
-    # Each went alone: in the journal no suspect begins before the one before it ended.
-    kinds = journal.read_text().split()[::2]
-    assert kinds == ["B", "E"] * 3, kinds
+    assert sorted(d.recipients[0] for d in world.hop.delivered) == sorted(
+        [f"c{i}@fabrikam.test" for i in range(3)] + ["fresh@fabrikam.test"])
+    assert not [e for e in world.events if e.event_id == "POISONMESSAGE"]
+    # The fresh one became a suspect too, and every suspect went alone.
+    assert journal.read_text().split()[::2] == ["A", "E"] * 4
+
+
+def assert_suspects_went_alone(journal: str) -> None:
+    """In the journal: a suspect (A) begins only with nothing in flight, and nothing begins
+    while a suspect is in flight."""
+    active: dict[str, str] = {}
+    for kind, mid in zip(journal.split()[::2], journal.split()[1::2], strict=True):
+        if kind == "A":
+            assert not active, (mid, active)
+        elif kind == "B":
+            assert "A" not in active.values(), (mid, active)
+        if kind == "E":
+            active.pop(mid)
+        else:
+            active[mid] = kind
+
+
+async def test_new_deliveries_wait_while_suspects_go_alone(world: World) -> None:
+    await world.connector("Relay", RELAY)
+    world.hop.add(FakeEndpoint(RELAY, 25))
+    suspects = [stored(world, f"s{i}@fabrikam.test", crash_count=1) for i in range(3)]
+    others = [stored(world, f"n{i}@fabrikam.test") for i in range(5)]
+    await world.store.messages.submit([*others[:2], *suspects, *others[2:]])  # claimed in this order
+    journal = world.settings.data_dir / "inflight-EXCH01-0.journal"
+    journal.parent.mkdir(parents=True)
+    journal.write_text("")
+    await started(world)
+    await world.submit("new@fabrikam.test")
+    assert len(world.hop.delivered) == 9
+    text = journal.read_text()
+    assert text.split()[::2].count("A") == 3
+    assert_suspects_went_alone(text)
 
 
 async def test_drain_hands_back_and_stops_claiming_resume_delivers(world: World) -> None:

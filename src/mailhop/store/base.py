@@ -169,6 +169,10 @@ class Messages(Protocol):
         """Count a crash against each message; those reaching ``threshold`` go to Poison (returned)."""
         ...
 
+    async def mark_suspect(self, message_ids: Sequence[int]) -> None:
+        """Make each message a poison suspect (crash count at least 1) without counting a crash."""
+        ...
+
 
 class Queues(Protocol):
     async def states(self) -> list[QueueState]: ...

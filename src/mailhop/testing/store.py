@@ -160,6 +160,12 @@ class MemoryMessages:
                  and (connectors is None or r.row.connector is None or r.row.connector in connectors)]
         return min(times) if times else None
 
+    async def mark_suspect(self, message_ids: Sequence[int]) -> None:
+        for mid in message_ids:
+            info = self.d.messages.get(mid)
+            if info is not None and info.crash_count == 0:
+                info.crash_count = 1
+
     async def mark_crashed(self, message_ids: Sequence[int], threshold: int) -> list[int]:
         poisoned = []
         for mid in message_ids:

@@ -201,6 +201,14 @@ class SqlMessages:
 
         return await self.db.read(op)
 
+    async def mark_suspect(self, message_ids: Sequence[int]) -> None:
+        def op(conn: Conn) -> None:
+            if message_ids:
+                conn.execute(f"UPDATE messages SET crash_count = 1 WHERE id IN ({placeholders(message_ids)}) "
+                             "AND crash_count = 0", message_ids)
+
+        await self.db.write(op)
+
     async def mark_crashed(self, message_ids: Sequence[int], threshold: int) -> list[int]:
         def op(conn: Conn) -> list[int]:
             if not message_ids:
