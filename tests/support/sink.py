@@ -2,7 +2,8 @@
 
 Behaviour knobs, each a set of recipient addresses (or None):
 ``reject`` 550 at RCPT, ``tempfail`` 450 at RCPT; ``data_reply`` answers DATA with
-that reply instead of 250; ``stall`` makes DATA hang until released (for crash tests).
+that reply instead of 250; ``stall`` makes DATA hang until released (for crash tests);
+``delay`` seconds before each DATA answer (deliveries in flight for crash tests).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class SinkHandler:
     messages: list[Captured] = field(default_factory=list)
     reject: set[str] = field(default_factory=set)
     tempfail: set[str] = field(default_factory=set)
+    delay: float = 0.0
     data_reply: str | None = None
     stall: threading.Event | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -61,6 +63,8 @@ class SinkHandler:
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server: AioSMTP, session: Any, envelope: Any) -> str:
+        if self.delay:
+            await asyncio.sleep(self.delay)
         if self.stall is not None:  # a threading.Event set from the test's thread
             await asyncio.to_thread(self.stall.wait)
         if self.data_reply:
