@@ -135,7 +135,11 @@ class Console:
         return self.page.get_by_role("row").filter(has=self.page.get_by_role("rowheader", name=header, exact=True))
 
     def cells(self, header: str) -> list[str]:
-        return [t.strip() for t in self.row(header).locator("th, td").all_inner_texts()]
+        """The texts of the row's cells, once the row is there (reading does not wait by itself:
+        right after a navigation the table may still be loading)."""
+        row = self.row(header)
+        expect(row).to_have_count(1)
+        return [t.strip() for t in row.locator("th, td").all_inner_texts()]
 
     def tab_to(self, name: str, limit: int = 40) -> None:
         """Press Tab until the focused element is the button ``name``: proves it is reachable by keyboard."""
