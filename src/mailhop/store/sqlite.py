@@ -13,6 +13,7 @@ from __future__ import annotations
 import fcntl
 import os
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,6 +27,23 @@ from mailhop.store.sql import SqlStore
 BUSY_TIMEOUT_MS = 15000
 
 
+def _wal(conn: sqlite3.Connection) -> None:
+    """WAL mode, set once for the file.  Setting it needs an exclusive lock that SQLite's busy
+    handler does not wait for: two worker processes opening a new store at once got "database
+    is locked" and the server stopped.  So it is set only when the file is not in WAL mode yet,
+    and a lock held by another opener is waited out."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            if str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+                conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 class SqliteDialect:
     name = "sqlite"
     least = "MIN"
@@ -37,7 +55,7 @@ class SqliteDialect:
     def connect(self) -> Conn:
         conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        conn.execute("PRAGMA journal_mode = WAL")
+        _wal(conn)
         conn.execute("PRAGMA synchronous = FULL")
         conn.execute("PRAGMA foreign_keys = ON")
         conn.row_factory = sqlite3.Row
