@@ -2,8 +2,8 @@
 
 ``readiness`` is ``services.readiness.check``, where the rules of that look live: SPF,
 DKIM, DMARC, reverse DNS of the sending addresses, MTA-STS and TLS-RPT, each row Pass,
-Warn or Fail with its evidence and the fix.  It only reads (DNS, the domain's MTA-STS
-policy), so a read-only token may ask.  Without ``ip`` the service takes the addresses
+Warn or Fail with its evidence and the fix.  It only reads (the store and DNS; the
+MTA-STS policy itself is not fetched), so a read-only token may ask.  Without ``ip`` the service takes the addresses
 the server sends from; a bad domain or address is its ValidationError (400).
 """
 

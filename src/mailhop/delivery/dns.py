@@ -65,7 +65,7 @@ class Resolver(Protocol):
         ...
 
 
-def _nameserver(text: str) -> dns.nameserver.Do53Nameserver:
+def nameserver(text: str) -> dns.nameserver.Do53Nameserver:
     host, port = text.strip(), 53
     if host.startswith("["):
         host, _, rest = host[1:].partition("]")
@@ -82,7 +82,7 @@ class DnsResolver:
         self.configured = bool(nameservers)
         if nameservers:
             self._resolver = dns.asyncresolver.Resolver(configure=False)
-            self._resolver.nameservers = [_nameserver(n) for n in nameservers]
+            self._resolver.nameservers = [nameserver(n) for n in nameservers]
         else:
             self._resolver = dns.asyncresolver.Resolver()
         self._resolver.timeout = timeout

@@ -26,7 +26,7 @@ import dns.resolver
 import spf  # type: ignore[import-untyped]
 
 from mailhop.config import DnsSettings
-from mailhop.delivery.dns import DnsError, Resolver, _nameserver
+from mailhop.delivery.dns import DnsError, Resolver, nameserver
 from mailhop.readiness.rows import FAIL, PASS, WARN, Row, could_not_check
 
 CHECK = "SPF"
@@ -41,7 +41,7 @@ def is_spf(text: str) -> bool:
 def make_resolver(settings: DnsSettings) -> dns.resolver.Resolver:
     if settings.nameservers:
         resolver = dns.resolver.Resolver(configure=False)
-        resolver.nameservers = [_nameserver(n) for n in settings.nameservers]
+        resolver.nameservers = [nameserver(n) for n in settings.nameservers]
     else:
         resolver = dns.resolver.Resolver()
     resolver.timeout = settings.timeout
