@@ -1,6 +1,7 @@
 # mailhop: everything a fresh Debian machine needs, from two targets.
 #   make serve   create .venv, install mailhop, run it on its embedded defaults
 #   make test    install what the tests need (Debian packages included), run lint, types, tests
+#   make fuzz    a long hypothesis run of whole SMTP sessions (docs/operations.md, "Fuzzing")
 #   make bench   the benchmarks: throughput against Postfix, memory under big messages, routing, a deep
 #                queue (docs/performance.md)
 
@@ -21,7 +22,11 @@ ROUTING_ARGS ?=
 MEMORY_ARGS ?=
 QUEUE_ARGS ?=
 
-.PHONY: serve test lint typecheck unit deps debian-deps bench clean
+# make fuzz FUZZ_EXAMPLES=1000000     hypothesis-driven SMTP sessions against the server (and hostile
+#                                     replies against the client); make test runs 150 of each
+FUZZ_EXAMPLES ?= 100000
+
+.PHONY: serve test lint typecheck unit deps debian-deps bench fuzz clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -66,6 +71,10 @@ bench: $(STAMP) debian-deps
 	$(BIN)/python bench/memory.py $(MEMORY_ARGS)
 	$(BIN)/python bench/routing.py $(ROUTING_ARGS)
 	$(BIN)/python bench/queue_scale.py $(QUEUE_ARGS)
+
+fuzz: $(STAMP)
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -q -p no:cacheprovider tests/unit/test_session_fuzz.py \
+	  --hypothesis-show-statistics
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
