@@ -24,7 +24,7 @@ from mailhop.dkim.keys import load_private
 from mailhop.dkim.signer import SigningKey, sign
 from mailhop.errors import MailhopError, SigningError
 from mailhop.headers import block
-from mailhop.model.dkim import DkimConfig, domain_name
+from mailhop.model.dkim import DkimConfig, config_domains, domain_name
 from mailhop.sealing import Sealer
 from mailhop.store.base import DkimKeys
 
@@ -96,9 +96,8 @@ class Keyring:
         """The keys to sign mail from ``domain`` with: its own config's, else the nearest parent
         domain's that has SubDomains; () when no config covers it."""
         name = domain.lower().rstrip(".")
-        labels = name.split(".")
-        for i in range(len(labels) - 1):
-            entry = self._entries.get(".".join(labels[i:]))
+        for candidate in config_domains(name):
+            entry = self._entries.get(candidate)
             if entry is not None and entry.config.covers(name):
                 if entry.broken:
                     raise SigningError(entry.broken)

@@ -89,12 +89,10 @@ def _folded(value: str) -> str:
     return "\r\n\t ".join(value[i:i + FOLD] for i in range(0, len(value), FOLD))
 
 
-def signature(fields: Sequence[tuple[str, bytes]], body_hash: bytes, key: SigningKey, now: float,
-              signed: tuple[list[str], bytes] | None = None) -> bytes:
-    """One DKIM-Signature field (with its CRLF) for a message of these header fields;
-    ``signed`` is ``header_names`` and the ``_selected`` fields of them when already made
-    (they are the same for every key of a message)."""
-    names, selected = signed or _signed(fields)
+def signature(signed: tuple[list[str], bytes], body_hash: bytes, key: SigningKey, now: float) -> bytes:
+    """One DKIM-Signature field (with its CRLF); ``signed`` is the message's ``header_names``
+    and those fields in relaxed form (``_signed``: the same for every key of a message)."""
+    names, selected = signed
     h = ":".join(names)
     if len(h) > FOLD:
         h = "\r\n\t:".join(":".join(names[i:i + 6]) for i in range(0, len(names), 6))
@@ -144,5 +142,5 @@ def sign(header_block: bytes, body_hash: bytes, keys: Sequence[SigningKey], now:
     out = bytearray()
     for key in keys:
         if not any(verifies(raw, fields, body_hash, key) for raw in present):
-            out += signature(fields, body_hash, key, now, signed)
+            out += signature(signed, body_hash, key, now)
     return bytes(out)

@@ -112,6 +112,13 @@ class DkimConfig:
         return domain == self.domain or (self.sub_domains and domain.endswith("." + self.domain))
 
 
+def config_domains(domain: str) -> list[str]:
+    """Where a config that signs mail from ``domain`` may be, nearest first: the domain
+    itself, then each parent (that covers it when it has SubDomains), never the TLD."""
+    labels = domain.split(".")
+    return [".".join(labels[i:]) for i in range(len(labels) - 1)]
+
+
 def algorithms(values: Iterable[str] | str) -> tuple[str, ...]:
     """``rsa-sha256,ed25519-sha256`` (any order, any case) in signing order, or ValidationError."""
     given = [v.strip().lower() for v in (values.split(",") if isinstance(values, str) else values) if v.strip()]

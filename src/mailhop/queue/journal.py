@@ -54,7 +54,7 @@ class CrashJournal:
         self._open(truncate=True)
         crashed = sorted(mid for mid, n in begun.items() if n > 0)
         # Alone means alone: the only message in flight when the process died.
-        self.alone = alone if crashed == sorted(alone) and len(alone) == 1 else set()
+        self.alone = set(crashed) if len(crashed) == 1 and crashed[0] in alone else set()
         return crashed
 
     def _open(self, truncate: bool) -> None:

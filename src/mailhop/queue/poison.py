@@ -78,10 +78,6 @@ class PoisonGuard:
             self._suspect_running = False
         self._pump()
 
-    @property
-    def waiting(self) -> int:
-        return len(self._suspects) + len(self._held)
-
     def _pump(self) -> None:
         if self._suspect_running:
             return

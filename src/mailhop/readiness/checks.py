@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 from mailhop.delivery.dns import DnsError, Resolver
 from mailhop.dkim import published
-from mailhop.model.dkim import DkimConfig
+from mailhop.model.dkim import DkimConfig, config_domains
 from mailhop.readiness.rows import FAIL, PASS, WARN, Row, Signing, could_not_check
 
 NO_ADDRESS_FIX = "no sending address known: give --ip or set [server] outbound_ips"
@@ -31,10 +31,9 @@ def signing_config(configs: Iterable[DkimConfig], domain: str) -> tuple[DkimConf
     """(the enabled config that signs mail from ``domain``, the nearest covering config whatever
     its state): the domain's own first, then each parent with SubDomains."""
     by_domain = {c.domain: c for c in configs}
-    labels = domain.split(".")
     nearest: DkimConfig | None = None
-    for i in range(len(labels) - 1):
-        config = by_domain.get(".".join(labels[i:]))
+    for candidate in config_domains(domain):
+        config = by_domain.get(candidate)
         if config is None or not config.covers(domain):
             continue
         nearest = nearest or config

@@ -19,6 +19,7 @@ from typing import Any
 from mailhop.config import Settings
 from mailhop.delivery.dns import DnsError, Resolver
 from mailhop.errors import ValidationError
+from mailhop.model.connector import SendConnector
 from mailhop.model.dkim import domain_name
 from mailhop.readiness import Row, checks, dmarc, overall, spf
 from mailhop.store.base import Store
@@ -39,12 +40,12 @@ class ReadinessService:
         self.settings = settings
         self.resolver = resolver
 
-    async def sending_ips(self, ips: list[str] | None) -> tuple[list[str], str]:
+    async def sending_ips(self, ips: list[str] | None, all_connectors: list[SendConnector]) -> tuple[list[str], str]:
         if ips:
             return list(dict.fromkeys(_ip(i) for i in ips)), "--ip"
         if self.settings.server.outbound_ips:
             return list(dict.fromkeys(self.settings.server.outbound_ips)), "outbound_ips"
-        connectors = [c for c in await self.store.connectors.list() if c.enabled]
+        connectors = [c for c in all_connectors if c.enabled]
         if not connectors or any(c.dns_routing_enabled for c in connectors):
             return [], "none"
         out: list[str] = []
@@ -58,18 +59,19 @@ class ReadinessService:
         out = list(dict.fromkeys(out))
         return (out, "smart hosts") if out else ([], "none")
 
-    async def _ehlo_names(self) -> list[str]:
+    def _ehlo_names(self, connectors: list[SendConnector]) -> list[str]:
         names = [self.settings.server.fqdn]
-        for c in await self.store.connectors.list():
+        for c in connectors:
             if c.fqdn and c.fqdn.lower() not in (n.lower() for n in names):
                 names.append(c.fqdn)
         return names
 
     async def check(self, domain: str, ips: list[str] | None = None) -> JSON:
         name = domain_name(domain)
-        sending, source = await self.sending_ips(ips)
+        connectors = await self.store.connectors.list()
+        sending, source = await self.sending_ips(ips, connectors)
         configs = await self.store.dkim.list()
-        ehlo = await self._ehlo_names()
+        ehlo = self._ehlo_names(connectors)
         signing = checks.signing(configs, name)
         reverse: list[Any] = [checks.reverse_dns(self.resolver, ip, ehlo) for ip in sending]
         rows: list[Row] = list(await asyncio.gather(
