@@ -21,7 +21,7 @@ from playwright.sync_api import Page, expect
 
 from tests.e2e.test_console import Console, browser, page, token
 from tests.support.dkim_keys import assert_absent, fragments_of_instance
-from tests.support.dns import DnsServer
+from tests.support.dns import DkimZone
 from tests.support.mailhop import Mailhop
 
 __all__ = ["browser", "page"]  # test_console's fixtures, requested by name below
@@ -30,29 +30,15 @@ DOMAIN = "contoso.test"
 SPF = "v=spf1 ip4:127.0.0.1 -all"
 
 
-class Zone:
-    def __init__(self) -> None:
-        self.server = DnsServer().start()
-        self.txt: dict[str, list[str]] = {}
-
-    def publish(self, config: dict[str, Any]) -> None:
-        self.txt.update({r["Name"]: [r["Value"]] for r in config["Records"]})
-        self.server.restart(txt=self.txt)
-
-    def add(self, name: str, value: str) -> None:
-        self.txt[name] = [value]
-        self.server.restart(txt=self.txt)
-
-
 @pytest.fixture
-def zone() -> Iterator[Zone]:
-    z = Zone()
+def zone() -> Iterator[DkimZone]:
+    z = DkimZone()
     yield z
     z.server.stop()
 
 
 @pytest.fixture
-def served(mailhop_factory: Callable[..., Mailhop], zone: Zone) -> Mailhop:
+def served(mailhop_factory: Callable[..., Mailhop], zone: DkimZone) -> Mailhop:
     return mailhop_factory(dns={"nameservers": [zone.server.nameserver], "timeout": "1s", "lifetime": "3s"}).start()
 
 
@@ -71,7 +57,7 @@ def record(c: dict[str, Any], selector: str) -> dict[str, Any]:
     return next(r for r in c["Records"] if r["Selector"] == selector)
 
 
-def test_dkim_page_creates_copies_checks_and_rotates(served: Mailhop, zone: Zone, page: Page) -> None:
+def test_dkim_page_creates_copies_checks_and_rotates(served: Mailhop, zone: DkimZone, page: Page) -> None:
     m = served
     c = Console(page, m)
     page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=c.url.removesuffix("/console/"))
@@ -150,7 +136,7 @@ def test_dkim_page_creates_copies_checks_and_rotates(served: Mailhop, zone: Zone
         assert_absent(f"the console's page (view {n})", html, secrets)
 
 
-def test_domain_readiness_page_shows_the_rows_with_badges(served: Mailhop, zone: Zone, page: Page) -> None:
+def test_domain_readiness_page_shows_the_rows_with_badges(served: Mailhop, zone: DkimZone, page: Page) -> None:
     m = served
     zone.add(DOMAIN, SPF)
     c = Console(page, m)

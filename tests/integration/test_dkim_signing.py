@@ -19,7 +19,7 @@ from mailhop.dkim.signer import SIGNED
 from mailhop.services.dkim import DkimService
 from tests.support.client import make_message, submit
 from tests.support.dkim_verify import dkimpy, opendkim
-from tests.support.dns import DnsServer, shared_tcp_port
+from tests.support.dns import DkimZone, shared_tcp_port
 from tests.support.sink import Captured, Sink
 from tests.support.wait import async_wait_for
 
@@ -31,23 +31,9 @@ BASE: dict[str, Any] = {
 }
 
 
-class Zone:
-    """The test's dnsmasq and what it publishes; ``publish`` restarts it with more TXT records."""
-
-    def __init__(self) -> None:
-        self.txt: dict[str, list[str]] = {}
-        self.server = DnsServer(**BASE).start()
-
-    def publish(self, config: dict[str, Any], roles: tuple[str, ...] = ("Active", "Pending", "Inactive")) -> None:
-        for record in config["Records"]:
-            if record["Role"] in roles:
-                self.txt[record["Name"]] = [record["Value"]]
-        self.server.restart(**BASE, txt=self.txt)
-
-
 @pytest.fixture
-def zone() -> Iterator[Zone]:
-    z = Zone()
+def zone() -> Iterator[DkimZone]:
+    z = DkimZone(**BASE)
     yield z
     z.server.stop()
 
@@ -57,7 +43,7 @@ def port() -> int:
     return shared_tcp_port([MX, HOME])
 
 
-async def start(transport_factory: Any, zone: Zone, port: int, **sections: Any) -> Any:
+async def start(transport_factory: Any, zone: DkimZone, port: int, **sections: Any) -> Any:
     t = await transport_factory(dns={"nameservers": [zone.server.nameserver], "timeout": "1s", "lifetime": "2s"},
                                 **sections)
     await t.connector(Name="To Internet", AddressSpaces="*", Port=str(port))
@@ -96,7 +82,7 @@ FULL_HEADERS = {
 
 
 async def test_both_signatures_verify_with_opendkim_and_dkimpy_and_cover_the_listed_headers(
-        transport_factory: Any, sink_factory: Any, zone: Zone, port: int) -> None:
+        transport_factory: Any, sink_factory: Any, zone: DkimZone, port: int) -> None:
     mx = sink_factory(host=MX, port=port)
     t = await start(transport_factory, zone, port)
     config = await dkim_service(t).new("contoso.test")
@@ -124,7 +110,7 @@ async def test_both_signatures_verify_with_opendkim_and_dkimpy_and_cover_the_lis
 
 
 async def test_a_relay_that_changes_the_body_or_a_signed_header_breaks_the_signatures(
-        transport_factory: Any, sink_factory: Any, zone: Zone, port: int) -> None:
+        transport_factory: Any, sink_factory: Any, zone: DkimZone, port: int) -> None:
     mx = sink_factory(host=MX, port=port)
     t = await start(transport_factory, zone, port)
     zone.publish(await dkim_service(t).new("contoso.test"))
@@ -144,7 +130,7 @@ async def test_a_relay_that_changes_the_body_or_a_signed_header_breaks_the_signa
 
 
 async def test_a_large_spooled_message_is_signed_from_the_stream(
-        transport_factory: Any, sink_factory: Any, zone: Zone, port: int) -> None:
+        transport_factory: Any, sink_factory: Any, zone: DkimZone, port: int) -> None:
     mx = sink_factory(host=MX, port=port)
     t = await start(transport_factory, zone, port)
     zone.publish(await dkim_service(t).new("contoso.test", algorithms="ed25519-sha256,rsa-sha256"))
@@ -158,7 +144,7 @@ async def test_a_large_spooled_message_is_signed_from_the_stream(
 
 
 async def test_only_domains_with_a_config_are_signed_and_sub_domains_when_asked(
-        transport_factory: Any, sink_factory: Any, zone: Zone, port: int) -> None:
+        transport_factory: Any, sink_factory: Any, zone: DkimZone, port: int) -> None:
     mx = sink_factory(host=MX, port=port)
     t = await start(transport_factory, zone, port)
     zone.publish(await dkim_service(t).new("contoso.test", algorithms="rsa-sha256", key_size=1024))
@@ -181,7 +167,7 @@ async def test_only_domains_with_a_config_are_signed_and_sub_domains_when_asked(
 
 
 async def test_rotation_waits_for_dns_and_mail_signed_before_still_verifies(
-        transport_factory: Any, sink_factory: Any, zone: Zone, port: int) -> None:
+        transport_factory: Any, sink_factory: Any, zone: DkimZone, port: int) -> None:
     t = await start(transport_factory, zone, port)
     service = dkim_service(t)
     zone.publish(await service.new("contoso.test"))
@@ -212,7 +198,7 @@ async def test_rotation_waits_for_dns_and_mail_signed_before_still_verifies(
 
 
 async def test_ndrs_are_signed_for_the_postmasters_domain(
-        transport_factory: Any, sink_factory: Any, zone: Zone, port: int) -> None:
+        transport_factory: Any, sink_factory: Any, zone: DkimZone, port: int) -> None:
     sink_factory(host=MX, port=port, reject={"nobody@fabrikam.test"})
     home = sink_factory(host=HOME, port=port)
     t = await start(transport_factory, zone, port, server={"postmaster": "postmaster@contoso.test"})
@@ -225,7 +211,7 @@ async def test_ndrs_are_signed_for_the_postmasters_domain(
 
 
 async def test_a_message_already_signed_by_the_same_key_is_not_signed_again(
-        transport_factory: Any, sink_factory: Any, zone: Zone, port: int) -> None:
+        transport_factory: Any, sink_factory: Any, zone: DkimZone, port: int) -> None:
     mx = sink_factory(host=MX, port=port)
     t = await start(transport_factory, zone, port)
     zone.publish(await dkim_service(t).new("contoso.test"))
@@ -239,7 +225,7 @@ async def test_a_message_already_signed_by_the_same_key_is_not_signed_again(
 
 
 async def test_a_config_whose_keys_cannot_be_opened_defers_mail_rather_than_sending_it_unsigned(
-        transport_factory: Any, sink_factory: Any, zone: Zone, port: int) -> None:
+        transport_factory: Any, sink_factory: Any, zone: DkimZone, port: int) -> None:
     sink_factory(host=MX, port=port)
     t = await start(transport_factory, zone, port)
     await dkim_service(t).new("contoso.test", algorithms="ed25519-sha256")

@@ -215,3 +215,25 @@ def resolve(server: DnsServer, name: str, rdtype: str) -> tuple[str, list[str]]:
     query = dns.message.make_query(name, rdtype)
     response = dns.query.udp(query, server.host, port=server.port, timeout=2)
     return dns.rcode.to_text(response.rcode()), [rr.to_text() for rrset in response.answer for rr in rrset]
+
+
+class DkimZone:
+    """A ``DnsServer`` whose TXT records grow as a test publishes them: the ``Records`` of a
+    DKIM config as ``mailhop dkim`` or the API gives them (``publish``, of the roles given),
+    or any name (``add``).  Each change restarts dnsmasq on the same port with ``base`` and
+    every TXT record so far."""
+
+    ROLES = ("Active", "Pending", "Inactive")
+
+    def __init__(self, **base: Any) -> None:
+        self.base = base
+        self.txt: dict[str, list[str]] = {}
+        self.server = DnsServer(**base).start()
+
+    def publish(self, config: dict[str, Any], roles: tuple[str, ...] = ROLES) -> None:
+        self.txt.update({r["Name"]: [r["Value"]] for r in config["Records"] if r["Role"] in roles})
+        self.server.restart(**self.base, txt=self.txt)
+
+    def add(self, name: str, value: str) -> None:
+        self.txt[name] = [value]
+        self.server.restart(**self.base, txt=self.txt)
