@@ -130,5 +130,7 @@ class Mailhop:
         folder = self.data_dir / "logs" / "MessageTracking"
         events = []
         for path in sorted(folder.glob("MSGTRK*.log")) if folder.exists() else []:
-            events += [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+            # Only whole lines: a running server may be writing the last one as it is read.
+            complete = path.read_text().split("\n")[:-1]
+            events += [json.loads(line) for line in complete if line.strip()]
         return events
