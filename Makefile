@@ -10,15 +10,19 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 # Debian packages the tests use as real peers: Postfix (smart host), swaks (client; Net::SSLeay for
-# its STARTTLS, only a Recommends of swaks), dnsmasq (DNS),
-# PostgreSQL (the cluster store), Chromium (the console, driven by Playwright).
-DEBIAN_TEST_PACKAGES = postfix swaks libnet-ssleay-perl dnsmasq-base postgresql chromium opendkim opendkim-tools
+# its STARTTLS, only a Recommends of swaks), dnsmasq (DNS), Knot (authoritative DNS that signs the
+# DANE test zones) and unbound (the validating resolver), PostgreSQL (the cluster store), Chromium
+# (the console, driven by Playwright), OpenDKIM (an independent DKIM verifier).
+DEBIAN_TEST_PACKAGES = postfix swaks libnet-ssleay-perl dnsmasq-base postgresql chromium opendkim opendkim-tools \
+                       knot unbound
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 # make bench BENCH_ARGS=--quick        a reduced throughput run (2 rounds, 2000 messages, 4 KiB, 20 sessions)
 # make bench QUEUE_ARGS="--messages 100000"
 BENCH_ARGS ?=
 ROUTING_ARGS ?=
+# make bench TLS_ARGS="--rounds 1"      DANE and MTA-STS on against off (its policy server binds 127.0.0.1:443)
+TLS_ARGS ?=
 MEMORY_ARGS ?=
 QUEUE_ARGS ?=
 
@@ -68,6 +72,7 @@ unit: $(STAMP)
 # directory and is stopped at the end. The full run takes a while: see docs/performance.md.
 bench: $(STAMP) debian-deps
 	$(SUDO) $(BIN)/python bench/run.py $(BENCH_ARGS)
+	$(SUDO) $(BIN)/python bench/tls.py $(TLS_ARGS)
 	$(BIN)/python bench/memory.py $(MEMORY_ARGS)
 	$(BIN)/python bench/routing.py $(ROUTING_ARGS)
 	$(BIN)/python bench/queue_scale.py $(QUEUE_ARGS)

@@ -422,7 +422,7 @@ def text_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 # --- docs/performance.md --------------------------------------------------------------------
 
-PART_ORDER = ("throughput", "memory", "routing", "queue")
+PART_ORDER = ("throughput", "tls", "memory", "routing", "queue")
 
 SKELETON = f"""# Performance
 

@@ -98,8 +98,7 @@ class Sink:
         directory.mkdir(parents=True, exist_ok=True)
         self._err = open(directory / "smtp-sink.err", "wb")  # noqa: SIM115 - handed to the child
         self.proc = subprocess.Popen(
-            ["smtp-sink", "-c", "-u", "postfix", f"127.0.0.1:{self.port}", "1000"],
-            stdout=subprocess.PIPE, stderr=self._err, start_new_session=True,
+            self.command(), stdout=subprocess.PIPE, stderr=self._err, start_new_session=True,
         )
         self.close = cleanup.push(f"smtp-sink {self.proc.pid}", self.stop)
         self._reader = threading.Thread(target=self._read, name="sink-reader", daemon=True)
@@ -107,6 +106,9 @@ class Sink:
         wait_until(lambda: self.proc.poll() is not None or smtp_banner("127.0.0.1", self.port), 10, "smtp-sink")
         if self.proc.poll() is not None:
             raise RuntimeError(f"smtp-sink exited at start (status {self.proc.returncode})")
+
+    def command(self) -> list[str]:
+        return ["smtp-sink", "-c", "-u", "postfix", f"127.0.0.1:{self.port}", "1000"]
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
@@ -340,6 +342,10 @@ class Mailhop:
         self.signing = signing
         if signing:
             self.name = SIGNED
+        # What a variant (bench/tls.py) adds to the configuration, and the send connector it uses
+        # instead of the smart-host connector to the sink ("{port}" is the sink's port).
+        self.extra_config: dict[str, dict[str, object]] = {}
+        self.connector_args: list[str] | None = None
         self.root = root
         self.concurrency = concurrency
         self.workers = workers
@@ -360,9 +366,15 @@ class Mailhop:
     def start(self, sink_port: int) -> int:
         self.root.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
-        self.config_path.write_text(to_toml(mailhop_config(self.root, self.port, self.concurrency, self.workers)))
-        self.cli("connector", "new", "Sink", "--dns-routing-enabled", "false",
-                 "--smart-hosts", f"[127.0.0.1]:{sink_port}", "--address-spaces", "*")
+        config = mailhop_config(self.root, self.port, self.concurrency, self.workers)
+        for section, values in self.extra_config.items():
+            config[section] = {**config.get(section, {}), **values}  # type: ignore[dict-item]
+        self.config_path.write_text(to_toml(config))
+        if self.connector_args is None:
+            self.cli("connector", "new", "Sink", "--dns-routing-enabled", "false",
+                     "--smart-hosts", f"[127.0.0.1]:{sink_port}", "--address-spaces", "*")
+        else:
+            self.cli("connector", "new", *(a.replace("{port}", str(sink_port)) for a in self.connector_args))
         if self.signing:  # the defaults: an RSA 2048 and an Ed25519 signature on every message
             self.cli("dkim", "new", SENDER.split("@")[1])
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
@@ -466,9 +478,10 @@ class RoundResult:
 
 
 def run_round(system: Postfix | Mailhop, scenario: Scenario, rnd: int, messages: int,
-              workdir: Path, timeout: float, cleanup: Cleanup) -> RoundResult:
+              workdir: Path, timeout: float, cleanup: Cleanup,
+              sink_factory: Callable[[Path, Cleanup], Sink] = Sink) -> RoundResult:
     result = RoundResult(system.name, rnd, messages)
-    sink = Sink(system.root, cleanup)
+    sink = sink_factory(system.root, cleanup)
     try:
         root_pid = system.start(sink.port)
         time.sleep(1.0)  # let start-up work (recovery, first config poll) finish before counting CPU

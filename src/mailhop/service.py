@@ -24,7 +24,8 @@ from mailhop.admin.server import AdminServer
 from mailhop.clock import SYSTEM_CLOCK, Clock
 from mailhop.config import Settings
 from mailhop.delivery.dns import DnsResolver
-from mailhop.delivery.tls import TlsPolicy
+from mailhop.delivery.security import transport_security
+from mailhop.delivery.tls_results import TlsCounter
 from mailhop.dkim.keyring import Keyring
 from mailhop.errors import MailhopError
 from mailhop.listeners import admin_tls_context, bind, server_tls_context
@@ -97,10 +98,13 @@ class Service:
         resolver = DnsResolver.from_settings(s.dns)
         send_log = ProtocolLog(s.data_dir, True, s.protocol_log, clock)
         self.logs = [send_log]
-        self.scheduler = scheduler = Scheduler(ctx, live, ndr, resolver, tls_plan=TlsPolicy(s).plan,
-                                               protocol_log=send_log)
+        self.tls_counter = TlsCounter(clock)
+        security = transport_security(s, store.mta_sts, resolver, clock, self.tls_counter)
+        self.scheduler = scheduler = Scheduler(ctx, live, ndr, resolver, tls_plan=security.plan,
+                                               protocol_log=send_log, tls_outcome=security.outcome)
         submission = Submission(ctx, live, ndr, scheduler)
-        self.services = Services.build(s, store, clock, tracker, ndr, sealer, resolver, wake=scheduler.wake)
+        self.services = Services.build(s, store, clock, tracker, ndr, sealer, resolver, wake=scheduler.wake,
+                                       security=security, tls_counter=self.tls_counter)
         try:
             # Every listener is bound before anything is served: one that cannot listen stops the
             # start with a line that names it, before any SMTP connection is taken.
@@ -139,6 +143,9 @@ class Service:
             if self.worker == 0:  # one look at DNS per server is enough
                 self._tasks.append(asyncio.create_task(
                     self.services.dkim.follow_dns(s.dkim.check_interval), name="dkim-dns"))
+            if s.tls_reporting.enabled:  # every worker adds its counts; one sends the reports
+                self._tasks.append(asyncio.create_task(
+                    self.services.tls_reports.follow(send=self.worker == 0), name="tls-reports"))
             for name, server in self.listeners:
                 await server.serve()
                 log.info("%s: receive connector '%s' listening on %s", s.server.name, name,
@@ -166,6 +173,11 @@ class Service:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.scheduler is not None:
             await self.scheduler.stop(grace)
+        if self.services is not None:
+            try:
+                await self.services.tls_reports.flush()  # the counts of the last minutes
+            except MailhopError as exc:
+                log.warning("TLS report counts not saved: %s", exc)
         if self.tracking is not None:
             self.tracking.flush()
         for plog in self.logs:

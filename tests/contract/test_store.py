@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from mailhop.delivery.mta_sts import CachedPolicy
+from mailhop.delivery.tls_results import CountRow, Failure, PolicyKey, SentReport
 from mailhop.errors import ConflictError, NotFoundError, ValidationError
 from mailhop.model.connector import new_connector, update_connector
 from mailhop.model.dkim import ED25519, RSA, DkimConfig, PublicKey
@@ -450,3 +452,36 @@ async def test_dkim_delete(store: Store) -> None:
         await store.dkim.delete("contoso.test")
     with pytest.raises(NotFoundError):
         await store.dkim.private_keys("contoso.test")
+
+
+# --- MTA-STS policy cache and TLS reports ---------------------------------------------------------
+
+
+async def test_mta_sts_policies_are_cached_per_domain(store: Store) -> None:
+    assert await store.mta_sts.get("fabrikam.test") is None
+    first = CachedPolicy("fabrikam.test", "1", "version: STSv1\nmode: testing\nmx: a.test\nmax_age: 60\n", 10.0, 70.0)
+    await store.mta_sts.put(first)
+    await store.mta_sts.put(CachedPolicy("contoso.test", "9", "version: STSv1\nmode: none\nmax_age: 5\n", 1.0, 6.0))
+    newer = CachedPolicy("fabrikam.test", "2", "version: STSv1\nmode: enforce\nmx: a.test\nmax_age: 90\n", 20.0, 110.0)
+    await store.mta_sts.put(newer)
+    assert await store.mta_sts.get("FABRIKAM.test") == newer
+    assert [p.domain for p in await store.mta_sts.list()] == ["contoso.test", "fabrikam.test"]
+
+
+async def test_tls_report_counts_add_up_and_a_report_is_taken_once(store: Store) -> None:
+    key = PolicyKey("fabrikam.test", "tlsa", ("3 1 1 ab",), ("mx.fabrikam.test",))
+    for _ in range(2):  # two servers, or two flushes
+        row = CountRow("2026-12-04", key, success=3)
+        row.failures[Failure("validation-failure", "mx.fabrikam.test", "192.0.2.1")] += 2
+        await store.tls_reports.add([row])
+    [day] = await store.tls_reports.counts("2026-12-04", "fabrikam.test")
+    assert (day.successful, day.failed) == (6, 4)
+    [(policy, success, failures)] = day.policies
+    assert policy["policy-type"] == "tlsa" and success == 6 and failures[0]["failed-session-count"] == 4
+    report = SentReport("2026-12-04", "fabrikam.test", "r1", "EXCH01", 1.0, {})
+    assert await store.tls_reports.claim(report)
+    assert not await store.tls_reports.claim(SentReport("2026-12-04", "fabrikam.test", "r2", "EXCH02", 2.0, {}))
+    report.destinations["mailto:tls@fabrikam.test"] = "queued as 7"
+    await store.tls_reports.update_sent(report)
+    [sent] = await store.tls_reports.sent()
+    assert (sent.report_id, sent.server, sent.destinations) == ("r1", "EXCH01", {"mailto:tls@fabrikam.test": "queued as 7"})

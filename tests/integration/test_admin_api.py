@@ -72,6 +72,7 @@ OPERATIONS: list[tuple[str, str]] = [
     ("POST", "/api/dkim/{domain}/check"),
     ("POST", "/api/dkim/{domain}/rotate"),
     ("GET", "/api/domains/{domain}/readiness"),
+    ("GET", "/api/domains/{domain}/tls"),
 ]
 WRITES = {
     ("POST", "/api/connectors"),
@@ -592,6 +593,7 @@ async def _concrete(api: Api) -> dict[tuple[str, str], tuple[str, dict[str, Any]
         ("POST", "/api/dkim/{domain}/rotate"): (f"{dkim}/rotate", {"json": {"KeySize": 1024}}),
         ("GET", "/api/domains/{domain}/readiness"): ("/api/domains/contoso.test/readiness",
                                                      {"params": {"ip": "127.0.0.1"}}),
+        ("GET", "/api/domains/{domain}/tls"): ("/api/domains/fabrikam.test/tls", {}),
     }
 
 

@@ -18,6 +18,7 @@ import datetime as dt
 import email
 import email.message
 import email.policy
+import re
 import ssl
 import threading
 from dataclasses import dataclass, field
@@ -111,6 +112,7 @@ class Arrival:
     tls_cipher: str | None
     peer_subject: dict[str, str] | None   # the client certificate's subject, if one was verified
     auth_login: str | None
+    requiretls: bool = False              # MAIL FROM carried REQUIRETLS (RFC 8689)
 
     @property
     def tls(self) -> bool:
@@ -138,12 +140,15 @@ class RecordingHandler:
     checks: list[AuthCheck] = field(default_factory=list)
     helos: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    requiretls: bool = False  # offer REQUIRETLS inside TLS
 
     async def handle_EHLO(self, server: AioSMTP, session: Any, envelope: Any, hostname: str,
                           responses: list[str]) -> list[str]:
         session.host_name = hostname
         with self.lock:
             self.helos.append(hostname)
+        if self.requiretls and session.ssl is not None:
+            responses.insert(1, "250-REQUIRETLS")
         return responses
 
     async def handle_AUTH(self, server: AioSMTP, session: Any, envelope: Any, args: list[str]) -> Any:
@@ -196,11 +201,26 @@ class RecordingHandler:
         sender = "" if envelope.mail_from in ("<>", None) else envelope.mail_from
         with self.lock:
             self.arrivals.append(Arrival(sender, list(envelope.rcpt_tos), envelope.original_content or envelope.content,
-                                         version, cipher, subject, login))
+                                         version, cipher, subject, login, getattr(envelope, "requiretls", False)))
         return "250 2.0.0 OK captured"
 
 
 ALL_MECHANISMS = ("PLAIN", "LOGIN", "XOAUTH2")
+
+
+class _RequireTlsSMTP(AioSMTP):
+    """aiosmtpd refuses MAIL parameters it does not know: REQUIRETLS is taken off (and noted)
+    when this next hop offers it."""
+
+    async def smtp_MAIL(self, arg: str) -> None:
+        handler = self.event_handler
+        found = bool(arg) and handler.requiretls and self.session.ssl is not None and \
+            re.search(r"\sREQUIRETLS(?=\s|$)", arg, re.I) is not None
+        if found:
+            arg = re.sub(r"\s+REQUIRETLS(?=\s|$)", "", arg, flags=re.I)
+        await super().smtp_MAIL(arg)
+        if found:
+            self.envelope.requiretls = True  # type: ignore[attr-defined]
 
 
 class _TrackingController(Controller):
@@ -212,7 +232,7 @@ class _TrackingController(Controller):
         self.sessions: list[AioSMTP] = []
 
     def factory(self) -> AioSMTP:
-        smtp = super().factory()
+        smtp = _RequireTlsSMTP(self.handler, **self.SMTP_kwargs)
         self.sessions.append(smtp)
         return smtp
 
@@ -238,10 +258,10 @@ class Receiver:
     def __init__(self, *, starttls: ssl.SSLContext | None = None, smtps: ssl.SSLContext | None = None,
                  users: dict[str, str] | None = None, tokens: dict[str, str] | None = None,
                  mechanisms: tuple[str, ...] = ("PLAIN", "LOGIN"), auth_require_tls: bool = True,
-                 host: str = "127.0.0.1") -> None:
-        self.handler = RecordingHandler(users=dict(users or {}), tokens=dict(tokens or {}))
+                 host: str = "127.0.0.1", port: int | None = None, requiretls: bool = False) -> None:
+        self.handler = RecordingHandler(users=dict(users or {}), tokens=dict(tokens or {}), requiretls=requiretls)
         self.host = host
-        self.port = free_port(host)
+        self.port = port or free_port(host)
         kwargs: dict[str, Any] = {
             "hostname": host, "port": self.port, "decode_data": False, "data_size_limit": 10 * 1024 * 1024,
             "authenticator": self.handler.authenticate, "auth_require_tls": auth_require_tls,

@@ -52,7 +52,7 @@ def delivered(claim: Claim, replies: dict[int, Reply], hop_failure: bool = False
               snapshot: Snapshot = SNAPSHOT) -> recorder.Decision:
     return recorder.after_delivery(claim, "Smarthost", "relay.contoso.test", replies, hop_failure=hop_failure,
                                    was_attempted=True, remote_host="relay.contoso.test", remote_ip="192.0.2.1",
-                                   tls=("TLSv1.3", "TLS_AES_128_GCM_SHA256"), snapshot=snapshot, now=NOW,
+                                   tls=("TLSv1.3", "TLS_AES_128_GCM_SHA256", "opportunistic"), snapshot=snapshot, now=NOW,
                                    retry=RETRY_POLICY)
 
 

@@ -5,6 +5,9 @@ DKIM, DMARC, reverse DNS of the sending addresses, MTA-STS and TLS-RPT, each row
 Warn or Fail with its evidence and the fix.  It only reads (the store and DNS; the
 MTA-STS policy itself is not fetched), so a read-only token may ask.  Without ``ip`` the service takes the addresses
 the server sends from; a bad domain or address is its ValidationError (400).
+
+``tls`` is ``services.tls.explain`` (``mailhop tls explain``): the TLS
+policy each MX host of the domain gets now (DANE, MTA-STS, the connector's, opportunistic).
 """
 
 from __future__ import annotations
@@ -22,3 +25,7 @@ def add_routes(app: FastAPI, ctx: AdminContext, api: str) -> None:
                                ip: Annotated[list[str] | None, Query()] = None) -> JSON:
         return await ctx.services.readiness.check(domain, ip or None)
 
+
+    @app.get(f"{api}/domains/{{domain}}/tls", tags=["domains"], responses=ERRORS)
+    async def domain_tls(domain: str, who: Reader, connector: str | None = None) -> JSON:
+        return await ctx.services.tls.explain(domain, connector)

@@ -152,6 +152,7 @@ def _register() -> None:
         queue,
         route,
         server,
+        tls,
         track,
         user,
     )
@@ -167,6 +168,7 @@ def _register() -> None:
     cli.add_command(headers.headers)
     cli.add_command(dkim.dkim)
     cli.add_command(domain.domain)
+    cli.add_command(tls.tls)
 
 
 _register()

@@ -32,6 +32,7 @@ from mailhop.config.sections import (
     Section,
     ServerSettings,
     Size,
+    TlsReportingSettings,
     TlsSettings,
     TrackingSettings,
     parse_ip_range,
@@ -42,7 +43,7 @@ from mailhop.errors import ConfigError
 __all__ = [
     "DEFAULT_CONFIG_FILE", "AdminSettings", "CertificateSettings", "ClusterSettings", "DeliverySettings",
     "DkimSettings", "DnsSettings", "Duration", "ProtocolLogSettings", "QueueSettings", "ReceiveConnectorSettings", "ServerSettings",
-    "Settings", "Size", "TlsSettings", "TrackingSettings", "from_mapping", "load", "parse_ip_range", "split_hostport",
+    "Settings", "Size", "TlsReportingSettings", "TlsSettings", "TrackingSettings", "from_mapping", "load", "parse_ip_range", "split_hostport",
 ]
 
 DEFAULT_CONFIG_FILE = "mailhop.toml"
@@ -59,6 +60,7 @@ class Settings(Section):
     protocol_log: ProtocolLogSettings = Field(default_factory=ProtocolLogSettings)
     cluster: ClusterSettings = Field(default_factory=ClusterSettings)
     tls: TlsSettings = Field(default_factory=TlsSettings)
+    tls_reporting: TlsReportingSettings = Field(default_factory=TlsReportingSettings)
     admin: AdminSettings = Field(default_factory=AdminSettings)
     certificates: list[CertificateSettings] = Field(default_factory=list)
 

@@ -11,7 +11,7 @@ import ipaddress
 import re
 import socket
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
@@ -197,6 +197,10 @@ class DnsSettings(Section):
     # Exchange's fixed timeouts: 5 seconds a server, 1 minute for the whole query.
     timeout: Duration = 5.0
     lifetime: Duration = 60.0
+    # "trust-ad": an answer is DNSSEC-secure when the nameservers say so (the AD bit), which
+    # is what DANE needs; they should be a validating resolver on this machine (unbound).
+    # "off": nothing is ever secure, DANE is never used.
+    dnssec: Literal["trust-ad", "off"] = "trust-ad"
 
     @field_validator("nameservers")
     @classmethod
@@ -222,6 +226,19 @@ class DkimSettings(Section):
     check_interval: Duration = Field(default=300.0, gt=0)
 
 
+class TlsReportingSettings(Section):
+    # RFC 8460 reports of the sessions mailhop made, once a day, to every domain that publishes
+    # _smtp._tls.<domain> (rua mailto: or https:).
+    enabled: bool = True
+    organization_name: str = ""   # default: [server] fqdn
+    contact_info: str = ""        # default: the postmaster address
+    sender: str = ""              # From: of mailed reports; default: the postmaster address
+    # How often the counts in memory are added to the store (a cluster's servers add to the
+    # same rows), and how often the server looks for finished days to report.
+    flush_interval: Duration = Field(default=60.0, gt=0)
+    send_interval: Duration = Field(default=3600.0, gt=0)
+
+
 class TrackingSettings(Section):
     enabled: bool = True
     max_file_size: Size = 10 * 1024 * 1024
@@ -244,6 +261,11 @@ class TlsSettings(Section):
     use_system_ca: bool = True
     # Certificate revocation lists (PEM); with one, revoked certificates are refused.
     crl_file: Path | None = None
+    # MTA-STS policy fetches (https://mta-sts.<domain>/...): the whole request, connect to body.
+    mta_sts_fetch_timeout: Duration = 10.0
+    # How long a domain's MTA-STS state (its TXT id, or that it has none) is trusted in memory
+    # before the TXT record is asked again; the policy itself is cached in the store for its max_age.
+    mta_sts_recheck_interval: Duration = 300.0
 
     @model_validator(mode="after")
     def _anchors(self) -> TlsSettings:

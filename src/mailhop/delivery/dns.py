@@ -10,6 +10,13 @@ Besides MX and addresses for delivery, it answers TXT (DKIM selectors, SPF, DMAR
 MTA-STS) and PTR (reverse DNS of the sending addresses) for the signing and readiness
 checks.
 
+With ``[dns] dnssec = "trust-ad"`` (the default) every query sets the AD bit and EDNS0
+(1232-byte UDP payload; a truncated answer is asked again over TCP, so large DNSSEC
+answers work), and an answer counts as DNSSEC-secure when the reply carries AD: the
+configured nameservers must be a validating resolver on a trusted path (a local
+unbound, docs/transport-security.md).  ``"off"``: no answer is ever secure, so DANE
+is never used.  The ``*_secure`` lookups and ``tlsa`` say whether their answer was.
+
 Errors become ``DnsError``: ``permanent`` for NXDOMAIN (the domain does not
 exist), temporary for SERVFAIL, timeouts and everything else that may heal.
 """
@@ -23,7 +30,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import dns.asyncresolver
+import dns.edns
 import dns.exception
+import dns.flags
 import dns.nameserver
 import dns.rdatatype
 import dns.resolver
@@ -45,6 +54,19 @@ class MxRecord:
     host: str  # "." for a null MX (RFC 7505: "0 ."; dnspython keeps the root's dot)
 
 
+@dataclass(frozen=True, slots=True)
+class TlsaRecord:
+    """One TLSA record (RFC 6698): certificate usage, selector, matching type, association data."""
+
+    usage: int
+    selector: int
+    mtype: int
+    data: bytes
+
+    def __str__(self) -> str:
+        return f"{self.usage} {self.selector} {self.mtype} {self.data.hex()}"
+
+
 class Resolver(Protocol):
     async def addresses(self, host: str) -> list[str]:
         """IPv4 and IPv6 addresses of ``host``; DnsError when there are none."""
@@ -52,6 +74,19 @@ class Resolver(Protocol):
 
     async def mx(self, domain: str) -> list[MxRecord]:
         """MX records of ``domain`` ([] when it has none); DnsError on failure."""
+        ...
+
+    async def mx_secure(self, domain: str) -> tuple[list[MxRecord], bool]:
+        """``mx`` and whether the answer was DNSSEC-secure (a validated denial counts too)."""
+        ...
+
+    async def addresses_secure(self, host: str) -> tuple[list[str], bool]:
+        """``addresses`` and whether every answer they came from was DNSSEC-secure."""
+        ...
+
+    async def tlsa(self, name: str) -> tuple[list[TlsaRecord], bool]:
+        """TLSA records at ``name`` (``_25._tcp.mx.example``), [] when none, and whether the
+        answer was secure; DnsError on failure (a bogus answer is a failure: SERVFAIL)."""
         ...
 
     async def txt(self, name: str) -> list[str]:
@@ -78,8 +113,10 @@ def nameserver(text: str) -> dns.nameserver.Do53Nameserver:
 
 
 class DnsResolver:
-    def __init__(self, nameservers: list[str] | None = None, timeout: float = 5.0, lifetime: float = 60.0) -> None:
+    def __init__(self, nameservers: list[str] | None = None, timeout: float = 5.0, lifetime: float = 60.0,
+                 dnssec: bool = True) -> None:
         self.configured = bool(nameservers)
+        self.dnssec = dnssec
         if nameservers:
             self._resolver = dns.asyncresolver.Resolver(configure=False)
             self._resolver.nameservers = [nameserver(n) for n in nameservers]
@@ -87,30 +124,58 @@ class DnsResolver:
             self._resolver = dns.asyncresolver.Resolver()
         self._resolver.timeout = timeout
         self._resolver.lifetime = lifetime
+        if dnssec:
+            # RFC 6840 5.7: AD in the query asks the resolver to say whether it validated.
+            self._resolver.flags = dns.flags.RD | dns.flags.AD
+            self._resolver.use_edns(0, 0, 1232)
 
     @classmethod
     def from_settings(cls, dns: DnsSettings) -> DnsResolver:
-        return cls(dns.nameservers, dns.timeout, dns.lifetime)
+        return cls(dns.nameservers, dns.timeout, dns.lifetime, dnssec=dns.dnssec == "trust-ad")
+
+    def _secure(self, answer: dns.resolver.Answer | None, denial: bool) -> bool:
+        if not self.dnssec:
+            return False
+        if answer is None:
+            return denial
+        return bool(answer.response.flags & dns.flags.AD)
 
     async def _query(self, name: str, rdtype: str) -> dns.resolver.Answer | None:
+        answer, _ = await self._query_secure(name, rdtype)
+        return answer
+
+    async def _query_secure(self, name: str, rdtype: str) -> tuple[dns.resolver.Answer | None, bool]:
+        """The answer (None for NODATA) and whether it was secure."""
         try:
-            return await self._resolver.resolve(name, rdtype, search=False)
+            answer = await self._resolver.resolve(name, rdtype, search=False)
+            return answer, self._secure(answer, False)
+        except dns.resolver.NoAnswer as exc:
+            response = exc.response()  # type: ignore[no-untyped-call]
+            return None, self.dnssec and bool(response is not None and response.flags & dns.flags.AD)
         except dns.resolver.NXDOMAIN:
             raise DnsError(f"{name}: nonexistent domain (NXDOMAIN)", permanent=True) from None
-        except dns.resolver.NoAnswer:
-            return None
         except dns.resolver.NoNameservers as exc:
-            raise DnsError(f"DNS query for {name} {rdtype} failed with error ServerFailure ({exc})") from None
+            raise DnsError(f"DNS query for {name} {rdtype} failed with error ServerFailure ({exc})"
+                           f"{_extended_errors(exc)}") from None
         except dns.exception.Timeout:
             raise DnsError(f"DNS query for {name} {rdtype} failed with error ErrorTimeout") from None
         except dns.exception.DNSException as exc:
             raise DnsError(f"DNS query for {name} {rdtype} failed: {exc}") from None
 
     async def mx(self, domain: str) -> list[MxRecord]:
-        answer = await self._query(domain, "MX")
+        return (await self.mx_secure(domain))[0]
+
+    async def mx_secure(self, domain: str) -> tuple[list[MxRecord], bool]:
+        answer, secure = await self._query_secure(domain, "MX")
         if answer is None:
-            return []
-        return [MxRecord(int(r.preference), r.exchange.to_text(omit_final_dot=True)) for r in answer]
+            return [], secure
+        return [MxRecord(int(r.preference), r.exchange.to_text(omit_final_dot=True)) for r in answer], secure
+
+    async def tlsa(self, name: str) -> tuple[list[TlsaRecord], bool]:
+        answer, secure = await self._query_secure(name, "TLSA")
+        if answer is None:
+            return [], secure
+        return [TlsaRecord(int(r.usage), int(r.selector), int(r.mtype), bytes(r.cert)) for r in answer], secure
 
     async def txt(self, name: str) -> list[str]:
         answer = await self._query(name, "TXT")
@@ -125,28 +190,46 @@ class DnsResolver:
         return [r.target.to_text(omit_final_dot=True) for r in answer]
 
     async def addresses(self, host: str) -> list[str]:
+        return (await self.addresses_secure(host))[0]
+
+    async def addresses_secure(self, host: str) -> tuple[list[str], bool]:
         try:
             ipaddress.ip_address(host)
-            return [host]
+            return [host], False
         except ValueError:
             pass
         if not self.configured:
-            return await _system_addresses(host)
+            return await _system_addresses(host), False
         out: list[str] = []
         errors: list[DnsError] = []
+        secure = True
         for rdtype in ("A", "AAAA"):
             try:
-                answer = await self._query(host, rdtype)
-            except DnsError as exc:
+                answer, ok = await self._query_secure(host, rdtype)
+            except DnsError as exc:  # not counted against security: a failed lookup gives no address
                 errors.append(exc)
                 continue
+            secure = secure and ok
             if answer is not None:
                 out.extend(r.to_text() for r in answer)
         if not out:
             if errors:
                 raise DnsError(str(errors[0]), permanent=all(e.permanent for e in errors))
             raise DnsError(f"{host} has no A or AAAA record", permanent=True)
-        return out
+        return out, secure
+
+
+def _extended_errors(exc: dns.resolver.NoNameservers) -> str:
+    """What the servers said in RFC 8914 Extended DNS Errors (unbound: "DNSSEC Bogus" and why)."""
+    texts: list[str] = []
+    for *_, response in exc.kwargs.get("errors", ()):
+        for option in getattr(response, "options", ()) or ():
+            if isinstance(option, dns.edns.EDEOption):
+                code = option.code.name.replace("_", " ") if hasattr(option.code, "name") else option.code
+                text = f"{code}: {option.text}" if option.text else str(code)
+                if text not in texts:
+                    texts.append(text)
+    return f" [{'; '.join(texts)}]" if texts else ""
 
 
 async def _system_addresses(host: str) -> list[str]:

@@ -8,7 +8,7 @@ the first error (temporary unless every name is NXDOMAIN).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mailhop.delivery.dns import DnsError, Resolver
 from mailhop.model.connector import SendConnector
@@ -21,6 +21,8 @@ class Endpoint:
     host: str
     ip: str
     port: int
+    # The MX answer and this host's address answer were both DNSSEC-secure (DANE may apply).
+    secure: bool = field(default=False, compare=False)
 
     def __str__(self) -> str:
         return f"{self.ip}:{self.port}" if ":" not in self.ip else f"[{self.ip}]:{self.port}"

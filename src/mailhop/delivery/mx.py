@@ -5,7 +5,8 @@ order, each host's addresses in turn; at most ``max_mx_hosts`` hosts.  A domain
 without MX records is its own implicit MX (its A/AAAA addresses).  A null MX
 (RFC 7505, ``0 .``) fails the recipients for good with ``5.1.10``; a domain that
 does not exist with ``5.4.4``; a DNS server failure or timeout defers them with
-``451 4.4.0 DNS query failed``.  MX hosts that do not resolve are skipped, and so are
+``451 4.4.0 DNS query failed``.  An endpoint is ``secure`` (DANE may apply) when the MX
+answer and its host's address answer were DNSSEC-secure (RFC 7672 section 2.2).  MX hosts that do not resolve are skipped, and so are
 addresses that are loopback, private or link-local (unless ``[delivery]
 allow_private_mx``) and MX records that name an IP address.
 """
@@ -65,14 +66,14 @@ async def mx_endpoints(domain: str, port: int, resolver: Resolver, max_mx_hosts:
     its own network); an MX record naming an IP address is skipped (RFC 5321 5.1: a host name)."""
     rng = rng or random.Random()
     try:
-        records = await resolver.mx(domain)
+        records, mx_secure = await resolver.mx_secure(domain)
     except DnsError as exc:
         raise DeliveryDnsError(nxdomain_reply(domain) if exc.permanent else dns_failed_reply(exc)) from None
     if any(r.host in ("", ".") for r in records):
         # RFC 7505: a null MX is the only MX of a domain that takes no mail.
         raise DeliveryDnsError(null_mx_reply(domain))
     if not records:
-        hosts = [domain]  # implicit MX (RFC 5321 5.1)
+        hosts = [domain]  # implicit MX (RFC 5321 5.1): secure when the MX denial was
     else:
         by_pref: dict[int, list[str]] = defaultdict(list)
         for r in records:
@@ -92,13 +93,13 @@ async def mx_endpoints(domain: str, port: int, resolver: Resolver, max_mx_hosts:
     skipped = 0
     for host in hosts:
         try:
-            ips = await resolver.addresses(host)
+            ips, secure = await resolver.addresses_secure(host)
         except DnsError as exc:
             errors.append(exc)
             continue
         public = ips if allow_private else [ip for ip in ips if not _private(ip)]
         skipped += len(ips) - len(public)
-        out.extend(Endpoint(host, ip, port) for ip in public)
+        out.extend(Endpoint(host, ip, port, secure=mx_secure and secure) for ip in public)
     if not out and skipped:
         raise DeliveryDnsError(Reply(451, "4.4.0", (
             f"the MX hosts of {domain} have only loopback, private or link-local addresses; they are not "

@@ -34,6 +34,7 @@ from mailhop.delivery.body import without_internal_headers
 from mailhop.delivery.dns import DnsError, Resolver
 from mailhop.delivery.endpoints import Endpoint, smart_host_endpoints
 from mailhop.delivery.mx import DeliveryDnsError, dns_failed_reply, mx_endpoints, nxdomain_reply
+from mailhop.delivery.security import POLICY_LABELS
 from mailhop.errors import ConnectionFailure, MailhopError
 from mailhop.model.connector import SendConnector
 from mailhop.model.message import Claim
@@ -61,6 +62,7 @@ class JobResult:
     endpoint: Endpoint | None = None
     tls_version: str | None = None
     tls_cipher: str | None = None
+    tls_policy: str | None = None
     hop_failure: bool = False
     attempted: bool = True
 
@@ -71,8 +73,15 @@ open_session: Opener = ClientConnection.open  # the real SMTP client
 __all__ = ["DeliveryPool", "Job", "JobResult", "NextHop", "Opener", "TlsPlanner", "default_tls_plan", "failover_reply",
            "no_auth", "open_session"]
 ResultSink = Callable[[JobResult], None]
-TlsPlanner = Callable[[SendConnector, Endpoint, str], TlsPlan]
+# (connector, endpoint, next hop domain, the message's MessageInfo.tls_demand) -> plan
+TlsPlanner = Callable[[SendConnector, Endpoint, str, str], Awaitable[TlsPlan]]
 AuthPlanner = Callable[[SendConnector], Awaitable[AuthPlan | None]]
+# (plan, endpoint, TLS came up, the failure's reply or None): one session attempt's TLS outcome
+TlsOutcome = Callable[[TlsPlan, Endpoint, bool, Reply | None], None]
+
+
+def no_tls_outcome(plan: TlsPlan, endpoint: Endpoint, tls_up: bool, failure: Reply | None) -> None:
+    return None
 
 
 def failover_reply(errors: list[tuple[Endpoint, Reply]]) -> Reply:
@@ -81,15 +90,18 @@ def failover_reply(errors: list[tuple[Endpoint, Reply]]) -> Reply:
     last_ep = errors[-1][0]
     if len(errors) == 1:
         return Reply(first.code, first.enhanced, f"{first.text}. The last endpoint attempted was {last_ep}")
+    # Every host refused for TLS policy (DANE, MTA-STS): the class stays 4.7.x, so that the
+    # NDR at expiry is 5.7.x and says why.
+    enhanced = first.enhanced if all(r.enhanced.startswith("4.7.") for _, r in errors) else "4.4.0"
     return Reply(
-        451, "4.4.0",
+        451, enhanced,
         f'Primary target IP address responded with: "{first}." Attempted failover to alternate host, '
         "but that did not succeed. Either there are no alternate hosts, or delivery failed to all "
         f"alternate hosts. The last endpoint attempted was {last_ep}",
     )
 
 
-def default_tls_plan(connector: SendConnector, endpoint: Endpoint, domain: str) -> TlsPlan:
+async def default_tls_plan(connector: SendConnector, endpoint: Endpoint, domain: str, demand: str) -> TlsPlan:
     return TlsPlan(starttls=not connector.ignore_starttls, required=connector.require_tls)
 
 
@@ -160,7 +172,10 @@ class NextHop:
 
     async def _worker(self) -> None:
         conn: NextHopSession | None = None
-        opened_for: SendConnector | None = None  # the connector settings the connection was opened with
+        # The connector settings and the message's TLS demand the connection was opened for: a
+        # session set up for "TLS-Required: No" must not carry a message DANE protects, and one
+        # without validated TLS no REQUIRETLS message.
+        opened_for: tuple[SendConnector, str] | None = None
         try:
             while True:
                 job = await self._next_job(conn is not None)
@@ -168,7 +183,7 @@ class NextHop:
                     break
                 if conn is not None and (
                     not conn.usable or conn.messages_sent >= job.connector.smtp_max_messages_per_connection
-                    or job.connector != opened_for  # edited since: TLS, auth or hosts may differ
+                    or (job.connector, job.claim.message.tls_demand) != opened_for  # TLS, auth or hosts may differ
                 ):
                     await _close(conn)
                     conn = None
@@ -184,7 +199,7 @@ class NextHop:
                     if conn is not None:
                         await _close(conn)
                         conn = None
-                opened_for = job.connector
+                opened_for = (job.connector, job.claim.message.tls_demand)
                 self.pool.on_result(result)
                 if result.hop_failure:
                     while self.jobs:
@@ -223,13 +238,15 @@ class NextHop:
         def result() -> JobResult:
             c = answered
             ep = Endpoint(c.host, c.ip, c.port) if c is not None else None
-            return JobResult(job, replies, ep, c.tls_version if c else None, c.tls_cipher if c else None)
+            return JobResult(job, replies, ep, c.tls_version if c else None, c.tls_cipher if c else None,
+                             c.tls_policy if c and c.tls_version else None)
 
         async def attempt(c: NextHopSession) -> JobResult | None:
             """Send to the recipients still pending; the job's result once none is left."""
             nonlocal transaction_started, pending, answered
             tx = await c.send(claim.message.sender, [r.address for r in pending], body,
-                              eight_bit=claim.message.eight_bit, smtputf8=claim.message.smtputf8)
+                              eight_bit=claim.message.eight_bit, smtputf8=claim.message.smtputf8,
+                              require_tls=claim.message.require_tls)
             transaction_started = True
             if tx.failure is not None and (tx.failure.temporary or tx.next_host):
                 errors.append((Endpoint(c.host, c.ip, c.port), tx.failure))
@@ -291,9 +308,10 @@ class DeliveryPool:
         self, settings: DeliverySettings, resolver: Resolver, helo_name: str, load_body: BodyLoader,
         on_result: ResultSink, tls_plan: TlsPlanner = default_tls_plan,
         protocol_log: ProtocolLog | None = None, auth_plan: AuthPlanner = no_auth,
-        opener: Opener = open_session, clock: Clock = SYSTEM_CLOCK,
+        opener: Opener = open_session, clock: Clock = SYSTEM_CLOCK, tls_outcome: TlsOutcome = no_tls_outcome,
     ) -> None:
         self.settings = settings
+        self.tls_outcome = tls_outcome
         self.opener = opener
         self.clock = clock
         self.resolver = resolver
@@ -323,8 +341,10 @@ class DeliveryPool:
         """
         connector = job.connector
         try:
-            plan = self.tls_plan(connector, ep, job.next_hop)
+            plan = await self.tls_plan(connector, ep, job.next_hop, job.claim.message.tls_demand)
             auth = await self.auth_plan(connector)
+        except ConnectionFailure:  # the TLS policy refuses this host (DANE, MTA-STS): 4.7.5 with the reason
+            raise
         except MailhopError as exc:
             raise ConnectionFailure(Reply(451, "4.4.0", f"connector '{connector.name}': {exc}"), "config") from None
 
@@ -335,8 +355,14 @@ class DeliveryPool:
                 force_helo=connector.force_helo, trace=self.trace(connector, ep), auth=auth)
 
         try:
-            return await open_with(plan)
+            session = await open_with(plan)
         except ConnectionFailure as exc:
+            if exc.stage == "starttls":
+                self.tls_outcome(plan, ep, False, exc.reply)
+            label = POLICY_LABELS.get(plan.policy)
+            if exc.stage == "starttls" and label:
+                text = exc.reply.text if exc.reply.text.startswith(label) else f"{label}: {exc.reply.text}"
+                raise ConnectionFailure(Reply(451, "4.7.5", text), "starttls") from None
             if exc.stage != "starttls" or plan.required or plan.implicit:
                 raise
             if auth is not None:
@@ -347,6 +373,9 @@ class DeliveryPool:
                     "handshake, so this host is not tried without TLS")), "starttls") from None
             log.info("opportunistic TLS with %s failed (%s); trying without TLS", ep, exc.reply)
             return await open_with(TlsPlan(starttls=False))
+        if plan.starttls:
+            self.tls_outcome(plan, ep, session.tls_version is not None, None)
+        return session
 
     def trace(self, connector: SendConnector, endpoint: Endpoint) -> SessionTrace | None:
         if self.protocol_log is None or connector.protocol_logging_level != "Verbose":

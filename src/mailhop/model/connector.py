@@ -34,6 +34,9 @@ TLS_AUTH_LEVELS = ("EncryptionOnly", "CertificateValidation", "DomainValidation"
 # XOAUTH2 is mailhop's addition (Exchange's smart-host auth knows only Basic).
 AUTH_MECHANISMS = ("None", "BasicAuth", "BasicAuthRequireTLS", "ExternalAuthoritative", "XOAUTH2")
 LOGGING_LEVELS = ("None", "Verbose")
+# Exchange Online's names for the per-connector DANE and MTA-STS modes (DNS-routing connectors).
+DANE_MODES = ("None", "Opportunistic", "Mandatory")
+STS_MODES = ("None", "Opportunistic")
 
 DEFAULT_MAX_MESSAGE_SIZE = 35 * 1024 * 1024
 MAX_MESSAGE_SIZE_LIMIT = 2147483647
@@ -69,6 +72,8 @@ class SendConnector:
     force_helo: bool = False
     tls_wrapper: bool = False
     authentication_token_file: str | None = None
+    smtp_dane_mode: str = "None"
+    mta_sts_mode: str = "None"
 
     @property
     def implicit_tls(self) -> bool:
@@ -254,6 +259,8 @@ PROPERTIES: tuple[Property, ...] = (
     Property("ForceHELO", "force_helo", lambda v: parse_bool(v, "ForceHELO"), doc="true: say HELO instead of EHLO."),
     Property("TlsWrapper", "tls_wrapper", lambda v: parse_bool(v, "TlsWrapper"), doc="true: implicit TLS from the first byte (SMTPS, port 465; implied by port 465)."),
     Property("AuthenticationTokenFile", "authentication_token_file", _optional_text("AuthenticationTokenFile"), doc="File holding the OAuth access token for XOAUTH2 (read at each connection)."),
+    Property("SmtpDaneMode", "smtp_dane_mode", _choice(DANE_MODES, "SmtpDaneMode"), doc="None|Opportunistic|Mandatory: DANE (RFC 7672) for direct delivery (default Opportunistic for --usage internet)."),
+    Property("MtaStsMode", "mta_sts_mode", _choice(STS_MODES, "MtaStsMode"), doc="None|Opportunistic: honour the recipient domain's MTA-STS policy (default Opportunistic for --usage internet)."),
 )
 PROPERTY_BY_EXCHANGE = {p.exchange.lower(): p for p in PROPERTIES}
 
@@ -317,6 +324,9 @@ def new_connector(values: Mapping[str, Any], default_server: str) -> SendConnect
         # Partner connectors exist to force verified TLS towards their address spaces.
         defaults["require_tls"] = True
         defaults["tls_auth_level"] = "DomainValidation"
+    if usage == "Internet" and given.get("dns_routing_enabled", True):
+        # Secure by default on the open Internet (Exchange Online's defaults too).
+        defaults["smtp_dane_mode"] = defaults["mta_sts_mode"] = "Opportunistic"
     connector = SendConnector(**{**defaults, **given})
     validate(connector)
     return connector
@@ -330,6 +340,10 @@ def update_connector(connector: SendConnector, values: Mapping[str, Any]) -> Sen
             raise ValidationError(f"{_property(key).exchange} can only be chosen when the connector is created")
         attr, parsed = _parse(key, value)
         changes[attr] = parsed
+    if changes.get("dns_routing_enabled") is False:
+        # A connector turned into a smart-host connector keeps TlsAuthLevel, not the DNS modes.
+        changes.setdefault("smtp_dane_mode", "None")
+        changes.setdefault("mta_sts_mode", "None")
     updated = dataclasses.replace(connector, **changes)
     validate(updated)
     return updated

@@ -67,5 +67,12 @@ def validate(c: SendConnector) -> None:
         raise ValidationError("AuthenticationTokenFile is used only with SmartHostAuthMechanism XOAUTH2")
     if c.tls_wrapper and c.ignore_starttls:
         raise ValidationError("TlsWrapper and IgnoreSTARTTLS cannot both be true")
+    if not c.dns_routing_enabled and (c.smtp_dane_mode != "None" or c.mta_sts_mode != "None"):
+        raise ValidationError(
+            "SmtpDaneMode (--smtp-dane-mode) and MtaStsMode (--mta-sts-mode) apply to DNS-routing connectors "
+            "only; a smart-host connector uses RequireTLS and TlsAuthLevel"
+        )
+    if c.ignore_starttls and (c.smtp_dane_mode != "None" or c.mta_sts_mode != "None"):
+        raise ValidationError("IgnoreSTARTTLS cannot be true when SmtpDaneMode or MtaStsMode is not None")
     if not c.source_transport_servers:
         raise ValidationError("SourceTransportServers: at least one transport server is required")

@@ -23,6 +23,7 @@ WAITING = (READY, RETRY)
 NORMAL = "normal"
 NDR = "ndr"
 DELAY_DSN = "delay"
+REPORT = "report"  # a TLS report (RFC 8460) mailhop sends
 
 
 @dataclass(slots=True)
@@ -62,6 +63,13 @@ class MessageInfo:
     smtputf8: bool = False
     eight_bit: bool = False
     crash_count: int = 0
+    require_tls: bool = False    # MAIL FROM ... REQUIRETLS (RFC 8689): validated TLS all the way
+    tls_optional: bool = False   # "TLS-Required: No" (RFC 8689 section 5): DANE/MTA-STS not enforced
+
+    @property
+    def tls_demand(self) -> str:
+        """What the message asks of outbound TLS: ``requiretls``, ``optional`` or ``normal``."""
+        return "requiretls" if self.require_tls else "optional" if self.tls_optional else "normal"
 
 
 class SpooledBody(Protocol):

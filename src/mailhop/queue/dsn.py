@@ -4,7 +4,7 @@
 message: a human-readable part in Exchange's wording, the machine-readable
 ``message/delivery-status`` part, and the original message (``message/rfc822``)
 or only its headers (``text/rfc822-headers``) when it is larger than the attach
-limit.  A DSN is always sent from the null reverse-path; never build one for a
+limit; nothing of a REQUIRETLS message (RFC 8689 section 5).  A DSN is always sent from the null reverse-path; never build one for a
 message whose sender is null (the caller checks ``should_notify``).
 """
 
@@ -48,7 +48,9 @@ def build(
     """The DSN's bytes and its Message-ID."""
     boundary = f"mailhop-{uuid.uuid4().hex}"
     headers_part, _ = block.split(original)
-    subject = block.first(block.fields(headers_part), "Subject") or ""
+    # A REQUIRETLS message's NDR carries nothing of it, its Subject included: the NDR may travel
+    # where the message was not allowed to (RFC 8689 section 5).
+    subject = "" if info.require_tls else block.first(block.fields(headers_part), "Subject") or ""
     message_id = f"<{uuid.uuid4().hex}@{reporting_mta}>"
     prefix = "Delivery delayed:" if delayed else "Undeliverable:"
     lines = [
@@ -81,6 +83,8 @@ def build(
         lines += ["Delivery has failed to these recipients or groups:", ""]
         for r in reports:
             lines += [r.address, f"The server returned '{r.reply}'.", ""]
+    if info.require_tls:
+        lines += ["", "The message was sent with REQUIRETLS: this report does not return its content."]
     lines += ["", "Diagnostic information for administrators:", "", f"Generating server: {reporting_mta}", ""]
     for r in reports:
         source = f"Remote server {r.remote_mta}" if r.remote_mta else "Local server"
@@ -107,6 +111,8 @@ def build(
         if delayed and retry_until:
             lines.append(f"Will-Retry-Until: {_date(retry_until)}")
         lines.append("")
+    if info.require_tls:
+        return ("\r\n".join(lines) + f"\r\n--{boundary}--\r\n").encode("utf-8"), message_id
     attach_whole = attach_limit is None or len(original) <= attach_limit
     lines += [
         f"--{boundary}",

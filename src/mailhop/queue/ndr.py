@@ -32,6 +32,8 @@ class NdrComposer:
             return None
         s = self.ctx.settings
         limit = s.queue.ndr_max_attach_size
+        if info.require_tls:
+            original = b""  # nothing of a REQUIRETLS message goes into its NDR (dsn.build)
         if original is None:
             if headers is None and (limit is None or info.size <= limit):
                 original = await self.ctx.store.messages.body(info.id)
@@ -45,15 +47,24 @@ class NdrComposer:
             info, original, reports, reporting_mta=s.server.fqdn, postmaster=s.server.postmaster_address,
             now=now, attach_limit=limit, delayed=delayed, retry_until=info.expires_at,
         )
+        return self.new_message(data, info.sender, message_id, "Delivery delayed" if delayed else "Undeliverable",
+                                DELAY_DSN if delayed else NDR)
+
+    def new_message(self, data: bytes, recipient: str, message_id: str, subject: str, kind: str) -> NewMessage:
+        """A message mailhop writes itself (an NDR, a DSN, a TLS report) from the null sender to
+        ``recipient``: DKIM-signed for its From: domain when a config covers it, routed and
+        placed in its queue as a submitted message would be."""
+        s = self.ctx.settings
+        now = self.ctx.clock.now()
         data = sign_message(self.keyring, data, now)
-        ndr = MessageInfo(
+        info = MessageInfo(
             id=self.ctx.ids(), sender="", received_at=now, size=len(data), origin_server=self.ctx.server_name,
             expires_at=now + s.queue.message_expiration_timeout, delay_at=None, message_id=message_id,
-            subject="Delivery delayed" if delayed else "Undeliverable", kind=DELAY_DSN if delayed else NDR,
+            subject=subject, kind=kind,
         )
         snapshot = self.live.snapshot
-        route = snapshot.router.route(info.sender, "", len(data))
-        p = place(snapshot, route, ndr, now)
-        row = NewRecipient(info.sender, p.status, p.queue, p.delivery_type, p.next_hop, p.next_attempt_at,
+        route = snapshot.router.route(recipient, "", len(data))
+        p = place(snapshot, route, info, now)
+        row = NewRecipient(recipient, p.status, p.queue, p.delivery_type, p.next_hop, p.next_attempt_at,
                            connector=p.connector, last_error=p.last_error, id=self.ctx.ids())
-        return NewMessage(ndr, data, [row])
+        return NewMessage(info, data, [row])

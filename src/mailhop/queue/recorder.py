@@ -17,6 +17,7 @@ the store) and writing the batch are the scheduler's.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 
 from mailhop.model.message import (
@@ -69,7 +70,7 @@ def attempted(r: RecipientRow, status: str, *, attempted: bool = True, **fields:
 
 def after_delivery(claim: Claim, connector: str, next_hop: str, replies: dict[int, Reply], *,
                    hop_failure: bool, was_attempted: bool, remote_host: str | None, remote_ip: str | None,
-                   tls: tuple[str | None, str | None], snapshot: Snapshot, now: float,
+                   tls: tuple[str | None, str | None, str | None], snapshot: Snapshot, now: float,
                    retry: RetryPolicy) -> Decision:
     info = claim.message
     decision = Decision()
@@ -94,7 +95,8 @@ def after_delivery(claim: Claim, connector: str, next_hop: str, replies: dict[in
         else:
             outcomes.append(attempted(r, FAILED, last_error=str(reply)))
             failed.append((r.address, reply))
-    extra = {"RemoteHost": remote_host, "TlsVersion": tls[0], "TlsCipher": tls[1], "NextHopDomain": next_hop}
+    extra = {"RemoteHost": remote_host, "TlsVersion": tls[0], "TlsCipher": tls[1], "TlsPolicy": tls[2],
+             "NextHopDomain": next_hop}
     if sent:
         decision.events.append(events.sent(info, sent, connector, remote_ip, extra))
     if deferred:
@@ -127,6 +129,9 @@ def _queue_ok(queue: str, snapshot: Snapshot) -> QueueState | None:
 
 def expired_reply(r: RecipientRow) -> Reply:
     reason = f" Reason: {r.last_error}" if r.last_error else ""
+    security = re.match(r"4\d\d 4\.7\.(\d{1,3}) ", r.last_error or "")
+    if security:  # a TLS policy (DANE, MTA-STS) kept it from leaving: a 5.7.x NDR says so
+        return Reply(550, f"5.7.{security.group(1)}", f"QUEUE.Expired; message expired.{reason}")
     if r.queue == UNREACHABLE_QUEUE:
         return Reply(550, "4.4.7", f"QUEUE.Expired; message expired in unreachable destination queue.{reason}")
     return Reply(QUEUE_EXPIRED.code, QUEUE_EXPIRED.enhanced,

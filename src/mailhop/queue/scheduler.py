@@ -29,8 +29,10 @@ from mailhop.delivery.pool import (
     Job,
     JobResult,
     Opener,
+    TlsOutcome,
     TlsPlanner,
     default_tls_plan,
+    no_tls_outcome,
     open_session,
 )
 from mailhop.errors import MailhopError
@@ -56,7 +58,7 @@ log = logging.getLogger(__name__)
 class Scheduler:
     def __init__(self, ctx: QueueContext, live: Live, ndr: NdrComposer, resolver: Resolver,
                  tls_plan: TlsPlanner = default_tls_plan, protocol_log: ProtocolLog | None = None,
-                 opener: Opener = open_session) -> None:
+                 opener: Opener = open_session, tls_outcome: TlsOutcome = no_tls_outcome) -> None:
         self.ctx = ctx
         self.live = live
         self.ndr = ndr
@@ -65,7 +67,7 @@ class Scheduler:
         self.pool = DeliveryPool(
             s.delivery, resolver, s.server.fqdn, self._load_body, self._on_result,
             tls_plan=tls_plan, protocol_log=protocol_log, auth_plan=self.credentials.plan, opener=opener,
-            clock=ctx.clock,
+            clock=ctx.clock, tls_outcome=tls_outcome,
         )
         self.in_flight = 0
         self.stopping = False
@@ -214,7 +216,7 @@ class Scheduler:
         decision = recorder.after_delivery(
             job.claim, job.connector.name, job.next_hop, result.replies, hop_failure=result.hop_failure,
             was_attempted=result.attempted, remote_host=remote.host if remote else None,
-            remote_ip=remote.ip if remote else None, tls=(result.tls_version, result.tls_cipher),
+            remote_ip=remote.ip if remote else None, tls=(result.tls_version, result.tls_cipher, result.tls_policy),
             snapshot=self.live.snapshot, now=self.ctx.clock.now(), retry=self.ctx.retry)
         state = decision.queue_state
         if state is not None:

@@ -177,6 +177,10 @@ class ReceiveHandler:
             auth_user=session.auth_user,
             smtputf8=envelope.smtputf8,
             eight_bit=envelope.eight_bit,
+            require_tls=envelope.require_tls,
+            # RFC 8689 section 5: the sender asks that DANE and MTA-STS not hold the message back.
+            # Ignored with REQUIRETLS, which asks the opposite.
+            tls_optional=not envelope.require_tls and (block.first(pairs, "TLS-Required") or "").strip().lower() == "no",
         )
         received = stamp.received(session, self.fqdn, info.id, envelope.rcpt_to, now)
         try:

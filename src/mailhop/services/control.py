@@ -53,6 +53,9 @@ OPERATIONS: dict[str, Operation] = {
     "dkim.set": lambda s, a: s.dkim.set(a["domain"], a.get("enabled"), a.get("sub_domains")),
     "dkim.rotate": lambda s, a: s.dkim.rotate(a["domain"], a.get("key_size"), bool(a.get("force"))),
     "dkim.remove": lambda s, a: s.dkim.remove(a["domain"]),
+    "tls.report_send": lambda s, a: s.tls_reports.send(bool(a.get("now"))),
+    "tls.report_list": lambda s, a: s.tls_reports.days(),
+    "tls.report_show": lambda s, a: s.tls_reports.show(a["domain"], a.get("date")),
 }
 
 _KINDS: dict[str, type[MailhopError]] = {

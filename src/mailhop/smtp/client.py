@@ -20,6 +20,7 @@ temporary, 5xx permanent.  What it writes in DATA is in ``smtp.outgoing``.
 
 from __future__ import annotations
 
+import _ssl
 import asyncio
 import contextlib
 import ssl
@@ -65,6 +66,7 @@ class ClientConnection:
     messages_sent: int = 0
     tls_version: str | None = None
     tls_cipher: str | None = None
+    tls_policy: str | None = None
     extensions: dict[str, str] = field(default_factory=dict)
     trace: Trace | None = None
     authenticated_as: str | None = None
@@ -233,6 +235,11 @@ class ClientConnection:
         cipher = obj.cipher()
         self.tls_cipher = cipher[0] if cipher else None
         self._trace("*", f"TLS negotiated: {self.tls_version} {self.tls_cipher}")
+        self.tls_policy = plan.policy
+        if plan.verify_chain is not None:
+            problem = plan.verify_chain(peer_chain(obj))
+            if problem:
+                raise ConnectionFailure(Reply(451, "4.7.5", f"{self._where}: {problem}"), "starttls")
         if plan.verify_peer is not None:
             problem = plan.verify_peer(obj.getpeercert() or {})
             if problem:
@@ -249,12 +256,13 @@ class ClientConnection:
         return not self.closed and not self.writer.is_closing()
 
     async def send(
-        self, sender: str, recipients: list[str], body: Body, *, eight_bit: bool = False, smtputf8: bool = False
+        self, sender: str, recipients: list[str], body: Body, *, eight_bit: bool = False, smtputf8: bool = False,
+        require_tls: bool = False,
     ) -> Transaction:
         """One transaction; never raises for what the peer says or does, nor when a streamed
         body cannot be read (the connection is dropped before the end of DATA: 451 4.3.0)."""
         size = len(body) if isinstance(body, bytes) else body.size
-        options = mail_parameters(sender, recipients, size, self.extensions, eight_bit, smtputf8)
+        options = mail_parameters(sender, recipients, size, self.extensions, eight_bit, smtputf8, require_tls)
         if isinstance(options, Reply):
             return refused_before_mail(options, recipients)
         mail = " ".join([f"MAIL FROM:<{sender}>", *options])
@@ -376,3 +384,16 @@ class ClientConnection:
         with contextlib.suppress(OSError, TimeoutError, ssl.SSLError):
             async with asyncio.timeout(5):
                 await self.writer.wait_closed()
+
+
+def peer_chain(obj: ssl.SSLObject) -> list[bytes]:
+    """The certificates the peer sent, DER, leaf first, whether or not they were verified
+    (DANE authenticates them itself).  Python 3.13 has ``get_unverified_chain``; 3.10 to
+    3.12 have the same call, private, on the object ``SSLObject`` wraps."""
+    getter = getattr(obj, "get_unverified_chain", None)
+    if getter is None:
+        getter = getattr(getattr(obj, "_sslobj", None), "get_unverified_chain", None)
+    if getter is None:
+        leaf = obj.getpeercert(binary_form=True)
+        return [leaf] if leaf else []
+    return [c if isinstance(c, bytes) else c.public_bytes(_ssl.ENCODING_DER) for c in (getter() or [])]

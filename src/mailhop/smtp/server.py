@@ -4,7 +4,8 @@ This module is the wire only: it parses commands, enforces syntax, order, line
 and size limits, speaks STARTTLS and AUTH, and hands each decision that needs
 policy (MAIL, RCPT, DATA, AUTH) to a ``Handler``.  Every reply carries an
 enhanced status code.  Advertised: SIZE, PIPELINING, 8BITMIME,
-ENHANCEDSTATUSCODES, SMTPUTF8, and STARTTLS/AUTH when configured.
+ENHANCEDSTATUSCODES, SMTPUTF8, and STARTTLS/AUTH when configured; REQUIRETLS
+(RFC 8689) inside TLS only, and ``MAIL FROM:<...> REQUIRETLS`` only there.
 
 Why not aiosmtpd: measured against what mailhop must do, aiosmtpd 1.4 neither
 advertises PIPELINING nor ENHANCEDSTATUSCODES, and several of its fixed replies
@@ -101,6 +102,10 @@ class Envelope:
     @property
     def eight_bit(self) -> bool:
         return (self.params.get("BODY") or "").upper() == "8BITMIME"
+
+    @property
+    def require_tls(self) -> bool:
+        return "REQUIRETLS" in self.params
 
 
 class DataSink(Protocol):
@@ -411,6 +416,8 @@ class _Connection:
         lines += ["PIPELINING", "8BITMIME", "ENHANCEDSTATUSCODES", "SMTPUTF8"]
         if self.options.tls_context is not None and self.session.tls is None:
             lines.append("STARTTLS")
+        if self.session.tls is not None:
+            lines.append("REQUIRETLS")
         if self._auth_offered():
             lines.append("AUTH PLAIN LOGIN")
         self.reply(Reply(250, "", "\n".join(lines)))
@@ -571,6 +578,13 @@ class _Connection:
             elif key == "SMTPUTF8":
                 if value is not None:
                     self.reply(Reply(501, "5.5.4", "SMTPUTF8 takes no value"))
+                    return True
+            elif key == "REQUIRETLS":
+                if s.tls is None:  # RFC 8689 section 4.1: only offered, so only taken, inside TLS
+                    self.reply(Reply(530, "5.7.10", "REQUIRETLS needs a TLS session: issue STARTTLS first"))
+                    return True
+                if value is not None:
+                    self.reply(Reply(501, "5.5.4", "REQUIRETLS takes no value"))
                     return True
             elif key == "AUTH":
                 pass  # RFC 4954 AUTH= is accepted and ignored

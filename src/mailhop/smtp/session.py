@@ -32,6 +32,14 @@ class TlsPlan:
     implicit: bool = False         # TLS from the first byte (port 465)
     # Called with the verified peer certificate; returns why it is refused, or None.
     verify_peer: Callable[[dict[str, Any]], str | None] | None = None
+    # Called with the peer's chain as sent (DER, leaf first), verified or not (DANE); returns
+    # why it is refused (the attempt fails with 4.7.5), or None.
+    verify_chain: Callable[[list[bytes]], str | None] | None = None
+    # The policy that decided this plan, for the tracking log: dane, mta-sts, connector,
+    # opportunistic (delivery.tls).
+    policy: str = "opportunistic"
+    # Delivery's own note for TLS reporting (delivery.security.Report); the client ignores it.
+    report: Any = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,12 +75,13 @@ class NextHopSession(Protocol):
     messages_sent: int
     tls_version: str | None
     tls_cipher: str | None
+    tls_policy: str | None       # TlsPlan.policy once TLS is up
 
     @property
     def usable(self) -> bool: ...
 
     async def send(self, sender: str, recipients: list[str], body: Body, *, eight_bit: bool = False,
-                   smtputf8: bool = False) -> Transaction: ...
+                   smtputf8: bool = False, require_tls: bool = False) -> Transaction: ...
 
     async def close(self) -> None: ...
 
@@ -94,19 +103,24 @@ def no_verify_context() -> ssl.SSLContext:
 
 
 NO_SMTPUTF8 = Reply(550, "5.6.7", "SMTPSEND.Utf8; the remote server does not support SMTPUTF8")
+NO_REQUIRETLS = Reply(550, "5.7.30", "REQUIRETLS support required: the next hop does not offer REQUIRETLS "
+                                     "(RFC 8689), so the message, sent with REQUIRETLS, was not given to it")
 
 
 def refused_before_mail(reply: Reply, recipients: list[str]) -> Transaction:
     """The transaction ``mail_parameters`` refused: nothing was sent.  A host without SMTPUTF8
     leaves the message to the next endpoint (RFC 6531 section 3.2: never downgraded here);
-    5.6.7 only when no endpoint has it."""
-    return Transaction({r: reply for r in recipients}, failure=reply, next_host=reply is NO_SMTPUTF8)
+    5.6.7 only when no endpoint has it.  The same for a REQUIRETLS message and a host without
+    REQUIRETLS (5.7.30)."""
+    return Transaction({r: reply for r in recipients}, failure=reply,
+                       next_host=reply is NO_SMTPUTF8 or reply is NO_REQUIRETLS)
 
 
 def mail_parameters(sender: str, recipients: list[str], size: int, extensions: dict[str, str],
-                    eight_bit: bool, smtputf8: bool) -> list[str] | Reply:
+                    eight_bit: bool, smtputf8: bool, require_tls: bool = False) -> list[str] | Reply:
     """The MAIL FROM parameters for a message, or the reply that fails it before anything is
-    sent: bigger than the advertised SIZE (5.3.4), or SMTPUTF8 needed and not offered (5.6.7)."""
+    sent: bigger than the advertised SIZE (5.3.4), SMTPUTF8 needed and not offered (5.6.7),
+    REQUIRETLS needed and not offered (5.7.30)."""
     options: list[str] = []
     if "size" in extensions:
         limit = extensions.get("size", "").strip()
@@ -119,6 +133,10 @@ def mail_parameters(sender: str, recipients: list[str], size: int, extensions: d
         if "smtputf8" not in extensions:
             return NO_SMTPUTF8
         options.append("SMTPUTF8")
+    if require_tls:
+        if "requiretls" not in extensions:
+            return NO_REQUIRETLS
+        options.append("REQUIRETLS")
     return options
 
 

@@ -3,8 +3,10 @@
 A ``Store`` is a set of repositories sharing one transaction engine: ``connectors``
 (send connectors and their secrets), ``messages`` (the queue as delivery sees it:
 submit, claim, record, leases), ``queues`` (the administrator's view and queue
-states), ``servers`` (cluster membership), ``tokens`` (admin API tokens) and ``dkim``
-(DKIM signing configs and their private keys).  Each
+states), ``servers`` (cluster membership), ``tokens`` (admin API tokens), ``dkim``
+(DKIM signing configs and their private keys), ``mta_sts`` (the MTA-STS policy
+cache, ``delivery.mta_sts.StsCache``) and ``tls_reports`` (TLS-RPT session counts and the
+reports taken, one per domain and day across a cluster).  Each
 consumer is handed only the repositories it needs.
 
 Contract (tests/contract runs the same suite against the in-memory store of
@@ -33,6 +35,8 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from mailhop.delivery.mta_sts import StsCache
+from mailhop.delivery.tls_results import CountRow, DayCounts, SentReport
 from mailhop.model.connector import SendConnector
 from mailhop.model.dkim import DkimConfig
 from mailhop.model.message import Claim, MessageInfo, NewMessage, RecipientRow, RecordBatch
@@ -240,6 +244,22 @@ class DkimKeys(Protocol):
     async def version(self) -> int: ...
 
 
+class TlsReports(Protocol):
+    async def add(self, rows: Sequence[CountRow]) -> None:
+        """Add these counts to what is stored (a cluster's servers add to the same rows)."""
+        ...
+
+    async def counts(self, day: str | None = None, domain: str | None = None) -> list[DayCounts]: ...
+
+    async def claim(self, report: SentReport) -> bool:
+        """Take the report of ``report.domain`` for ``report.day``: False when it was taken already
+        (a ConflictError when two servers race for it)."""
+        ...
+
+    async def update_sent(self, report: SentReport) -> None: ...
+    async def sent(self) -> list[SentReport]: ...
+
+
 class Store(Protocol):
     @property
     def connectors(self) -> Connectors: ...
@@ -253,5 +273,9 @@ class Store(Protocol):
     def tokens(self) -> Tokens: ...
     @property
     def dkim(self) -> DkimKeys: ...
+    @property
+    def mta_sts(self) -> StsCache: ...
+    @property
+    def tls_reports(self) -> TlsReports: ...
 
     async def close(self) -> None: ...

@@ -53,6 +53,7 @@ class FakeSession:
     messages_sent: int = 0
     tls_version: str | None = None
     tls_cipher: str | None = None
+    tls_policy: str | None = None
     extensions: dict[str, str] = field(default_factory=dict)
     authenticated_as: str | None = None
     closed: bool = False
@@ -93,6 +94,10 @@ class FakeSession:
     def _tls(self, plan: TlsPlan) -> None:
         self.tls_version, self.tls_cipher = TLS_VERSION, TLS_CIPHER
         self._trace("*", f"TLS negotiated: {self.tls_version} {self.tls_cipher}")
+        self.tls_policy = plan.policy
+        if plan.verify_chain is not None:  # a fake endpoint has no certificate chain to show
+            raise ConnectionFailure(Reply(451, "4.7.5", f"{self._where}: no certificate chain (fake endpoint)"),
+                                    "starttls")
         if plan.verify_peer is not None:
             problem = plan.verify_peer(dict(self.endpoint.certificate))
             if problem:
@@ -125,12 +130,13 @@ class FakeSession:
         self.peer_closed = True
 
     async def send(
-        self, sender: str, recipients: list[str], body: Body, *, eight_bit: bool = False, smtputf8: bool = False
+        self, sender: str, recipients: list[str], body: Body, *, eight_bit: bool = False, smtputf8: bool = False,
+        require_tls: bool = False,
     ) -> Transaction:
         """One transaction, answered as ClientConnection answers it; never raises for what the peer does."""
         await asyncio.sleep(0)
         size = len(body) if isinstance(body, bytes) else body.size
-        options = mail_parameters(sender, recipients, size, self.extensions, eight_bit, smtputf8)
+        options = mail_parameters(sender, recipients, size, self.extensions, eight_bit, smtputf8, require_tls)
         if isinstance(options, Reply):
             return refused_before_mail(options, recipients)
         try:

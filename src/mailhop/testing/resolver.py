@@ -15,6 +15,8 @@ with it and see what it would see from DNS::
         null_mx={"nomail.test"},                       # RFC 7505 "MX 0 ."
         nxdomain={"gone.test"},                        # optional: documents intent
         failing={"broken.test"},                       # the zone's server does not answer
+        secure={"fabrikam.test"},                      # DNSSEC-secure zones (the AD bit)
+        tlsa={"_25._tcp.mx1.fabrikam.test": [TlsaRecord(3, 1, 1, digest)]},
     )
 
 The data:
@@ -42,6 +44,11 @@ The data:
     names that do not exist.  Every name not in the data is NXDOMAIN anyway, like a
     server authoritative for it; listing names here only says so, and a name listed
     that also has data is a ``ValueError``.
+``secure``
+    zones whose answers are DNSSEC-secure, as from a validating resolver that sets AD:
+    the ``*_secure`` lookups and ``tlsa`` say ``True`` for names in them.
+``tlsa``
+    name -> its TLSA records (``TlsaRecord``).
 ``failing``
     zones whose queries time out, like ``tests.support.dns.DnsServer``'s ``servfail``
     zones (forwarded to a dead upstream): the name and every name under it.
@@ -83,7 +90,7 @@ from collections.abc import Iterable, Mapping
 
 import dns.reversename
 
-from mailhop.delivery.dns import DnsError, MxRecord, Resolver
+from mailhop.delivery.dns import DnsError, MxRecord, Resolver, TlsaRecord
 
 ROOT = "."  # DnsResolver's text for the root name: to_text(omit_final_dot=True) of "."
 
@@ -130,6 +137,8 @@ class FakeResolver:
         null_mx: Iterable[str] = (),
         nxdomain: Iterable[str] = (),
         failing: Iterable[str] = (),
+        secure: Iterable[str] = (),
+        tlsa: Mapping[str, Iterable[TlsaRecord]] | None = None,
     ) -> None:
         self._mx: dict[str, list[MxRecord]] = {}
         for domain, records in (mx or {}).items():
@@ -148,6 +157,8 @@ class FakeResolver:
         self._ptr: dict[str, list[str]] = {}
         for ip, names in (ptr or {}).items():
             self._ptr.setdefault(_key(_reverse(ip)), []).extend(n.rstrip(".") for n in names)
+        self._tlsa = {_key(name): list(records) for name, records in (tlsa or {}).items()}
+        self._secure = {_key(zone) for zone in secure}
         self._failing = {_key(zone) for zone in failing}
         self._nxdomain = {_key(name) for name in nxdomain}
         for name in sorted(self._nxdomain):
@@ -157,10 +168,14 @@ class FakeResolver:
 
     def _exists(self, key: str) -> bool:
         suffix = "." + key
-        return any(n == key or n.endswith(suffix) for n in (*self._mx, *self._addresses, *self._txt, *self._ptr))
+        return any(n == key or n.endswith(suffix)
+                   for n in (*self._mx, *self._addresses, *self._txt, *self._ptr, *self._tlsa))
 
     def _in_failing_zone(self, key: str) -> bool:
-        return any(key == zone or key.endswith("." + zone) for zone in self._failing)
+        return _within(key, self._failing)
+
+    def _is_secure(self, name: str) -> bool:
+        return _within(_key(name), self._secure)
 
     async def _query(self, name: str, rdtype: str) -> None:
         """Record the query and raise what ``DnsResolver._query`` raises for it."""
@@ -175,6 +190,16 @@ class FakeResolver:
     async def mx(self, domain: str) -> list[MxRecord]:
         await self._query(domain, "MX")
         return list(self._mx.get(_key(domain), []))
+
+    async def mx_secure(self, domain: str) -> tuple[list[MxRecord], bool]:
+        return await self.mx(domain), self._is_secure(domain)
+
+    async def addresses_secure(self, host: str) -> tuple[list[str], bool]:
+        return await self.addresses(host), not _is_ip(host) and self._is_secure(host)
+
+    async def tlsa(self, name: str) -> tuple[list[TlsaRecord], bool]:
+        await self._query(name, "TLSA")
+        return list(self._tlsa.get(_key(name), [])), self._is_secure(name)
 
     async def txt(self, name: str) -> list[str]:
         await self._query(name, "TXT")
@@ -203,6 +228,10 @@ class FakeResolver:
                 raise DnsError(str(errors[0]), permanent=all(e.permanent for e in errors))
             raise DnsError(f"{host} has no A or AAAA record", permanent=True)
         return out
+
+
+def _within(key: str, zones: set[str]) -> bool:
+    return any(key == zone or key.endswith("." + zone) for zone in zones)
 
 
 def _conforms(r: FakeResolver) -> Resolver:

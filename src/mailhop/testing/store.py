@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 from mailhop.clock import SYSTEM_CLOCK, Clock
+from mailhop.delivery.mta_sts import CachedPolicy
+from mailhop.delivery.tls_results import CountRow, DayCounts, SentReport, merge_failures
 from mailhop.errors import NotFoundError
 from mailhop.model.ids import ID_TIME_SHIFT
 from mailhop.model.message import (
@@ -267,6 +271,51 @@ class MemoryQueues:
             self.d.insert([ndr])
 
 
+class MemoryStsCache:
+    def __init__(self) -> None:
+        self.policies: dict[str, CachedPolicy] = {}
+
+    async def get(self, domain: str) -> CachedPolicy | None:
+        return self.policies.get(domain.lower())
+
+    async def put(self, policy: CachedPolicy) -> None:
+        self.policies[policy.domain.lower()] = policy
+
+    async def list(self) -> list[CachedPolicy]:
+        return [self.policies[d] for d in sorted(self.policies)]
+
+
+class MemoryTlsReports:
+    def __init__(self) -> None:
+        self.rows: dict[tuple[str, str, str], tuple[int, list[dict[str, Any]]]] = {}
+        self.taken: dict[tuple[str, str], SentReport] = {}
+
+    async def add(self, rows: Sequence[CountRow]) -> None:
+        for r in rows:
+            key = (r.day, r.key.domain, r.policy_json)
+            success, failures = self.rows.get(key, (0, []))
+            self.rows[key] = (success + r.success, merge_failures(failures, r.failures_json()))
+
+    async def counts(self, day: str | None = None, domain: str | None = None) -> list[DayCounts]:
+        out: dict[tuple[str, str], DayCounts] = {}
+        for (d, dom, policy), (success, failures) in sorted(self.rows.items()):
+            if (day is None or d == day) and (domain is None or dom == domain.lower()):
+                out.setdefault((d, dom), DayCounts(d, dom)).policies.append((json.loads(policy), success, failures))
+        return list(out.values())
+
+    async def claim(self, report: SentReport) -> bool:
+        if (report.day, report.domain) in self.taken:
+            return False
+        self.taken[(report.day, report.domain)] = report
+        return True
+
+    async def update_sent(self, report: SentReport) -> None:
+        self.taken[(report.day, report.domain)] = report
+
+    async def sent(self) -> list[SentReport]:
+        return [self.taken[k] for k in sorted(self.taken)]
+
+
 class MemoryStore:
     def __init__(self, clock: Clock = SYSTEM_CLOCK) -> None:
         data = MemoryData()
@@ -276,6 +325,8 @@ class MemoryStore:
         self.servers = MemoryServers(data)
         self.tokens = MemoryTokens(data, clock)
         self.dkim = MemoryDkimKeys(data, clock)
+        self.mta_sts = MemoryStsCache()
+        self.tls_reports = MemoryTlsReports()
         self.data = data  # for tests that plant what a later release would refuse
 
     async def close(self) -> None:
