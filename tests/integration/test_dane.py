@@ -27,7 +27,7 @@ from tests.support.dns import shared_tcp_port
 from tests.support.dnssec import SignedDns
 from tests.support.mailhop import to_toml
 from tests.support.tlsfix import Leaf, Pki, Receiver
-from tests.support.wait import async_wait_for
+from tests.support.wait import async_wait_for, failed_attempt
 
 # domain -> the address of its one MX host, mx.<domain>
 HOSTS = {
@@ -125,14 +125,8 @@ async def delivered(t: Any, world: World, sent: tuple[int, str]) -> dict[str, An
 
 async def deferred(t: Any, world: World, sent: tuple[int, str]) -> str:
     """Wait for a failed attempt; the message is still queued and the receiver got nothing."""
-    async def last_error() -> str | None:
-        for info, rows in await t.store.queues.messages():
-            if info.id == qid and rows[0].last_error:
-                return str(rows[0].last_error)
-        return None
-
     qid, to = sent
-    error = await async_wait_for(last_error, what=f"a failed attempt for {to}")
+    error = await failed_attempt(t.store, qid, f"a failed attempt for {to}")
     assert error.startswith("451 4.7.5"), error
     assert not [a for a in world.receivers[to.split("@")[1]].arrivals if to in a.rcpt_tos]
     assert not [e for e in t.tracking() if e.get("InternalMessageId") == qid and e["EventId"] in ("SEND", "FAIL")]

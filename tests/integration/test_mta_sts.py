@@ -32,7 +32,7 @@ from tests.support.https import HttpsServer
 from tests.support.mailhop import to_toml
 from tests.support.sink import Sink
 from tests.support.tlsfix import Pki, Receiver
-from tests.support.wait import async_wait_for
+from tests.support.wait import async_wait_for, failed_attempt
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the policy server listens on port 443")
 
@@ -140,13 +140,7 @@ async def sent_event(t: Any, qid: int) -> dict[str, Any]:
 
 
 async def deferred(t: Any, world: World, qid: int, to: str) -> str:
-    async def last_error() -> str | None:
-        for info, rows in await t.store.queues.messages():
-            if info.id == qid and rows[0].last_error:
-                return str(rows[0].last_error)
-        return None
-
-    error = await async_wait_for(last_error, what=f"a failed attempt for {to}")
+    error = await failed_attempt(t.store, qid, f"a failed attempt for {to}")
     assert error.startswith("451 4.7.5") and "MTA-STS" in error, error
     assert not any(world.got(h, to) for h in DOMAINS[to.split("@")[1]])
     return error

@@ -23,7 +23,7 @@ from tests.support.dns import DnsServer, shared_tcp_port
 from tests.support.net import free_port
 from tests.support.sink import Sink
 from tests.support.tlsfix import Pki, Receiver
-from tests.support.wait import async_wait_for
+from tests.support.wait import async_wait_for, failed_attempt
 
 # host -> (address, offers REQUIRETLS, certificate from the trusted CA)
 HOSTS = {
@@ -162,12 +162,6 @@ async def test_a_certificate_that_does_not_validate_never_gets_the_message(trans
     t = await transport(transport_factory, world)
     qid, to = await send(t, "rogue.test")
 
-    async def last_error() -> str | None:
-        for info, rows in await t.store.queues.messages():
-            if info.id == qid and rows[0].last_error:
-                return str(rows[0].last_error)
-        return None
-
-    error = await async_wait_for(last_error, what="a failed attempt")
+    error = await failed_attempt(t.store, qid)
     assert error.startswith("451 4.7.5 REQUIRETLS"), error
     assert not world.got("mx.rogue.test", to)

@@ -76,15 +76,21 @@ def _anchors(records: list[TlsaRecord], chain: list[x509.Certificate]) -> list[t
     return out
 
 
-def check(records: list[TlsaRecord], chain_der: list[bytes], host: str,
-          now: datetime.datetime | None = None) -> str | None:
-    """None when ``chain_der`` (leaf first) is authenticated by ``records`` for MX ``host``."""
+def _parse(chain_der: list[bytes]) -> list[x509.Certificate] | str:
+    """The chain as certificates, or why it cannot be checked."""
     try:
         chain = [x509.load_der_x509_certificate(d) for d in chain_der]
     except ValueError:
         return "the server's certificate could not be parsed"
-    if not chain:
-        return "the server sent no certificate"
+    return chain or "the server sent no certificate"
+
+
+def check(records: list[TlsaRecord], chain_der: list[bytes], host: str,
+          now: datetime.datetime | None = None) -> str | None:
+    """None when ``chain_der`` (leaf first) is authenticated by ``records`` for MX ``host``."""
+    chain = _parse(chain_der)
+    if isinstance(chain, str):
+        return chain
     leaf = chain[0]
     if any(r.usage == DANE_EE and matches(r, leaf) for r in records):
         return None
@@ -112,12 +118,9 @@ def webpki_problem(chain_der: list[bytes], host: str, anchors: list[x509.Certifi
                    now: datetime.datetime | None = None) -> str | None:
     """None when the chain (leaf first) is valid under the Web PKI for ``host`` with ``anchors``;
     else why not.  For MTA-STS ``testing``, where a failure is counted, never enforced."""
-    try:
-        chain = [x509.load_der_x509_certificate(d) for d in chain_der]
-    except ValueError:
-        return "the server's certificate could not be parsed"
-    if not chain:
-        return "the server sent no certificate"
+    chain = _parse(chain_der)
+    if isinstance(chain, str):
+        return chain
     try:
         verifier = (verification.PolicyBuilder().store(verification.Store(anchors))
                     .time(now or datetime.datetime.now(datetime.UTC)).build_server_verifier(x509.DNSName(host)))
