@@ -26,6 +26,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -132,6 +133,7 @@ def main(argv: Sequence[str]) -> int:
     os.chmod(workdir, 0o755)
     cleanup.push(f"work directory {workdir}", lambda: rmtree(workdir))
     results: list[RoundResult] = []
+    policies: dict[tuple[int, str], str] = {}
     try:
         world = World(workdir, cleanup)
 
@@ -157,8 +159,13 @@ def main(argv: Sequence[str]) -> int:
                     print(f"[{SCENARIO.title}] round {rnd}/{args.rounds}: {m.name} ...", flush=True)
                     r = run_round(m, SCENARIO, rnd, args.messages, workdir, args.timeout, cleanup, factory)
                     results.append(r)
+                    # What the deliveries were made under, from the tracking log: the proof that "modes
+                    # on" measured DANE or MTA-STS, not a fall-back.
+                    used = Counter(str(e.get("TlsPolicy")) for e in m._events() if e.get("EventId") == "SEND")
+                    policies[(rnd, m.name)] = ", ".join(f"{k} {v}" for k, v in used.most_common())
                     print(f"    end-to-end {fmt(r.e2e_rate)} msg/s, p99 {fmt(r.p99_ms)} ms, CPU {fmt(r.cpu_per_1k, 2)} s/1k, "
-                          f"delivered {r.delivered}" + (f"  PROBLEM: {r.problem}" if r.problem else ""), flush=True)
+                          f"delivered {r.delivered} ({policies[(rnd, m.name)]})"
+                          + (f"  PROBLEM: {r.problem}" if r.problem else ""), flush=True)
                     rmtree(root)
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
@@ -167,9 +174,11 @@ def main(argv: Sequence[str]) -> int:
         cleanup.run()
     lines = cost_text(results)
     print("\n".join(lines))
-    table = markdown_table(["round", "system", "end-to-end msg/s", "p99 ms", "CPU s/1k msg", "delivered", "problem"],
+    table = markdown_table(["round", "system", "end-to-end msg/s", "p99 ms", "CPU s/1k msg", "delivered",
+                            "TlsPolicy of the deliveries", "problem"],
                            [[str(r.round), r.system, fmt(r.e2e_rate), fmt(r.p99_ms), fmt(r.cpu_per_1k, 2),
-                             str(r.delivered), r.problem or ""] for r in results], right=(2, 3, 4, 5))
+                             str(r.delivered), policies.get((r.round, r.system), ""), r.problem or ""]
+                            for r in results], right=(2, 3, 4, 5))
     body = "\n".join([
         "### Transport security: DANE and MTA-STS on and off (bench/tls.py)", "",
         f"{SCENARIO.title}, {args.messages} messages a round, delivered by MX to a sink that offers STARTTLS "
