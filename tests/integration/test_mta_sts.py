@@ -52,7 +52,7 @@ DOMAINS = {"skip.test": ["mx0.skip.test", "mx1.skip.test"], "wildcard.test": ["m
            "badcert.test": ["mx.badcert.test"], "untrusted.test": ["mx.untrusted.test"],
            "testing.test": ["mx.testing.test"], "none.test": ["mx.none.test"],
            "idchange.test": ["mx.idchange.test"], "down.test": ["mx0.down.test", "mx1.down.test"],
-           "redirect.test": ["mx.redirect.test"]}
+           "redirect.test": ["mx.redirect.test"], "huge.test": ["mx.none.test"]}
 
 
 def policy(mode: str, *mx: str, max_age: int = 86400) -> str:
@@ -81,6 +81,8 @@ class World:
         self.https.policy("redirect.test", "", status=301,
                           Location="https://mta-sts.elsewhere.test/.well-known/mta-sts.txt")
         self.https.policy("elsewhere.test", policy("enforce", "mx.nowhere.test"))
+        # Over the 64 KB limit: not a policy, so its enforce (which admits no MX of huge.test) is ignored.
+        self.https.policy("huge.test", policy("enforce", "mx.nowhere.test") + "x-padding: " + "x" * 70_000 + "\r\n")
         self.https.pages[(COLLECTOR, "/v1/tlsrpt")] = (200, {"Content-Type": "text/plain"}, b"thanks\n")
         self.ids = {d: "1" for d in DOMAINS}
         self.dns = DnsServer(**self.records()).start()
@@ -224,6 +226,22 @@ async def test_a_redirect_is_not_followed(transport_factory: Any, world: World) 
     assert (await sent_event(t, qid))["TlsPolicy"] == "opportunistic"
     assert world.got("mx.redirect.test", to)
     assert world.https.fetches("redirect.test") >= 1 and world.https.fetches("elsewhere.test") == 0
+
+
+
+async def test_a_policy_larger_than_64_kb_is_not_used(transport_factory: Any, world: World) -> None:
+    t = await internet(transport_factory, world)
+    qid, to = await send(t, "huge.test")
+    assert (await sent_event(t, qid))["TlsPolicy"] == "opportunistic"
+    assert world.got("mx.none.test", to)
+    explained = await t.service.services.tls.explain("huge.test")
+    assert "larger than 64 KB" in explained["MtaSts"]["Error"] and explained["MtaSts"]["Mode"] is None
+    # TLS reporting counts the session, made without the policy, as the policy's failure.
+    await t.service.services.tls_reports.flush()
+    [day] = await t.store.tls_reports.counts(domain="huge.test")
+    [(policy, success, failures)] = day.policies
+    assert policy["policy-type"] == "no-policy-found" and success == 0
+    assert [f["result-type"] for f in failures] == ["sts-policy-invalid"]
 
 
 # --- TLS reporting (RFC 8460) ----------------------------------------------------------------------

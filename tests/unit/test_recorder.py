@@ -112,6 +112,14 @@ def test_an_expired_message_fails_every_recipient_with_queue_expired() -> None:
     assert [len(n.reports) for n in d.notices] == [2] and not d.deliver
 
 
+def test_a_message_a_tls_policy_held_back_expires_with_5_7_x() -> None:
+    # Mandatory DANE, MTA-STS enforce, REQUIRETLS: deferred with 4.7.5, then the NDR says 5.7.5 and why.
+    reason = "451 4.7.5 SmtpDaneMode Mandatory: mx.fabrikam.test is not DNSSEC-secure"
+    claim = Claim(info(expires_at=NOW - 1), [row(1, "a@x.test", last_error=reason)])
+    d = recorder.after_claim(claim, SNAPSHOT, NOW)
+    assert d.batch.outcomes[0].last_error == f"550 5.7.5 QUEUE.Expired; message expired. Reason: {reason}"
+
+
 def test_the_delay_dsn_is_asked_for_once_and_only_for_recipients_already_tried() -> None:
     claim = Claim(info(delay_at=NOW - 1), [row(1, "tried@x.test", attempts=2, last_error="451 4.7.1 later"),
                                            row(2, "fresh@x.test")])

@@ -146,6 +146,7 @@ class TransportSecurity:
             reason = ("has no TLSA records" if endpoint.secure else
                       "is not DNSSEC-secure (MX and address records must be signed)")
             return _refuse(host, DANE, f"SmtpDaneMode Mandatory: {host} {reason}", secure_dns=endpoint.secure)
+        lookup: StsLookup | None = None
         if connector.mta_sts_mode != "None" and self.sts is not None:
             lookup = await self.sts.lookup(domain)
             policy = lookup.policy
@@ -161,8 +162,9 @@ class TransportSecurity:
                 base = self._connector_policy(connector, host, f"the MTA-STS policy of {domain} is in mode "
                                                                f"{policy.mode}, which enforces nothing")
                 return dataclasses.replace(base, secure_dns=endpoint.secure, sts=lookup)
-        return dataclasses.replace(self._connector_policy(connector, host, "no DANE and no MTA-STS policy"),
-                                   secure_dns=endpoint.secure)
+        why = "no DANE and no MTA-STS policy" + (f" (MTA-STS: {lookup.error})" if lookup and lookup.error else "")
+        return dataclasses.replace(self._connector_policy(connector, host, why), secure_dns=endpoint.secure,
+                                   sts=lookup if lookup is not None and lookup.error else None)
 
     @staticmethod
     def _connector_policy(connector: SendConnector, host: str, why: str) -> HostPolicy:
@@ -203,6 +205,12 @@ class TransportSecurity:
             # MTA-STS testing: deliver as without a policy, but count what enforce would have refused.
             return dataclasses.replace(base, policy=decision.policy, report=report,
                                        verify_chain=self._testing_check(report, endpoint, sts))
+        error = decision.sts.error if decision.sts is not None and sts is None else None
+        if report is not None and error is not None and self.counter is not None:
+            # The domain says it has a policy that could not be had (RFC 8460 4.3.2): the session,
+            # made without it, is counted as that failure.
+            self.counter.failure(report.key, error.result_type, endpoint.host, endpoint.ip, str(error))
+            report.counted = True
         return dataclasses.replace(base, policy=decision.policy, report=report)
 
     def _testing_check(self, report: Report, endpoint: Endpoint, sts: StsPolicy) -> Callable[[list[bytes]], None]:
