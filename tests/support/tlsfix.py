@@ -113,6 +113,8 @@ class Arrival:
     peer_subject: dict[str, str] | None   # the client certificate's subject, if one was verified
     auth_login: str | None
     requiretls: bool = False              # MAIL FROM carried REQUIRETLS (RFC 8689)
+    mail_dsn: str = ""                    # RET and ENVID as MAIL FROM carried them
+    rcpt_dsn: list[str] = field(default_factory=list)  # NOTIFY and ORCPT of each accepted RCPT
 
     @property
     def tls(self) -> bool:
@@ -141,6 +143,8 @@ class RecordingHandler:
     helos: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     requiretls: bool = False  # offer REQUIRETLS inside TLS
+    dsn: bool = False         # offer DSN (RFC 3461)
+    refuse: tuple[str, ...] = ()  # recipients whose local part starts so get 550 5.1.1
 
     async def handle_EHLO(self, server: AioSMTP, session: Any, envelope: Any, hostname: str,
                           responses: list[str]) -> list[str]:
@@ -149,7 +153,16 @@ class RecordingHandler:
             self.helos.append(hostname)
         if self.requiretls and session.ssl is not None:
             responses.insert(1, "250-REQUIRETLS")
+        if self.dsn:
+            responses.insert(1, "250-DSN")
         return responses
+
+    async def handle_RCPT(self, server: AioSMTP, session: Any, envelope: Any, address: str,
+                          rcpt_options: list[str]) -> str:
+        if address.split("@")[0].startswith(self.refuse) and self.refuse:
+            return "550 5.1.1 No such user here"
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
 
     async def handle_AUTH(self, server: AioSMTP, session: Any, envelope: Any, args: list[str]) -> Any:
         with self.lock:
@@ -201,7 +214,8 @@ class RecordingHandler:
         sender = "" if envelope.mail_from in ("<>", None) else envelope.mail_from
         with self.lock:
             self.arrivals.append(Arrival(sender, list(envelope.rcpt_tos), envelope.original_content or envelope.content,
-                                         version, cipher, subject, login, getattr(envelope, "requiretls", False)))
+                                         version, cipher, subject, login, getattr(envelope, "requiretls", False),
+                                         getattr(envelope, "mail_dsn", ""), list(getattr(envelope, "rcpt_dsn", []))))
         return "250 2.0.0 OK captured"
 
 
@@ -209,8 +223,9 @@ ALL_MECHANISMS = ("PLAIN", "LOGIN", "XOAUTH2")
 
 
 class _RequireTlsSMTP(AioSMTP):
-    """aiosmtpd refuses MAIL parameters it does not know: REQUIRETLS is taken off (and noted)
-    when this next hop offers it."""
+    """aiosmtpd refuses MAIL and RCPT parameters it does not know: REQUIRETLS, and the DSN
+    parameters (RET, ENVID, NOTIFY, ORCPT), are taken off (and noted) when this next hop
+    offers the extension."""
 
     async def smtp_MAIL(self, arg: str) -> None:
         handler = self.event_handler
@@ -218,9 +233,25 @@ class _RequireTlsSMTP(AioSMTP):
             re.search(r"\sREQUIRETLS(?=\s|$)", arg, re.I) is not None
         if found:
             arg = re.sub(r"\s+REQUIRETLS(?=\s|$)", "", arg, flags=re.I)
+        dsn = ""
+        if arg and handler.dsn:
+            dsn = " ".join(re.findall(r"(?<=\s)(?:RET|ENVID)=\S+", arg, re.I))
+            arg = re.sub(r"\s+(?:RET|ENVID)=\S+", "", arg, flags=re.I)
         await super().smtp_MAIL(arg)
         if found:
             self.envelope.requiretls = True  # type: ignore[attr-defined]
+        self.envelope.mail_dsn = dsn  # type: ignore[attr-defined]
+
+    async def smtp_RCPT(self, arg: str) -> None:
+        dsn = ""
+        if arg and self.event_handler.dsn:
+            dsn = " ".join(re.findall(r"(?<=\s)(?:NOTIFY|ORCPT)=\S+", arg, re.I))
+            arg = re.sub(r"\s+(?:NOTIFY|ORCPT)=\S+", "", arg, flags=re.I)
+        before = len(self.envelope.rcpt_tos)
+        await super().smtp_RCPT(arg)
+        if len(self.envelope.rcpt_tos) > before:
+            rcpt_dsn = getattr(self.envelope, "rcpt_dsn", [])
+            self.envelope.rcpt_dsn = [*rcpt_dsn, dsn]  # type: ignore[attr-defined]
 
 
 class _TrackingController(Controller):
@@ -258,8 +289,10 @@ class Receiver:
     def __init__(self, *, starttls: ssl.SSLContext | None = None, smtps: ssl.SSLContext | None = None,
                  users: dict[str, str] | None = None, tokens: dict[str, str] | None = None,
                  mechanisms: tuple[str, ...] = ("PLAIN", "LOGIN"), auth_require_tls: bool = True,
-                 host: str = "127.0.0.1", port: int | None = None, requiretls: bool = False) -> None:
-        self.handler = RecordingHandler(users=dict(users or {}), tokens=dict(tokens or {}), requiretls=requiretls)
+                 host: str = "127.0.0.1", port: int | None = None, requiretls: bool = False, dsn: bool = False,
+                 refuse: tuple[str, ...] = ()) -> None:
+        self.handler = RecordingHandler(users=dict(users or {}), tokens=dict(tokens or {}), requiretls=requiretls,
+                                        dsn=dsn, refuse=refuse)
         self.host = host
         self.port = port or free_port(host)
         kwargs: dict[str, Any] = {

@@ -9,6 +9,7 @@ from email.message import Message
 
 import pytest
 
+from mailhop.model import dsn_params
 from mailhop.model.message import MessageInfo
 from mailhop.outcome import Reply
 from mailhop.queue.dsn import RecipientReport, build, should_notify
@@ -251,3 +252,41 @@ def test_original_without_trailing_crlf_is_still_well_formed() -> None:
     assert inner.get_payload().rstrip("\r\n") == "last line"
     assert data.endswith(b"--\r\n")
     assert not msg.defects
+
+
+# --- RFC 3461 parameters ------------------------------------------------------------------
+
+
+def test_dsn_parameters_are_checked_and_normalized() -> None:
+    assert dsn_params.mail_params("hdrs", "QQ+2B314159") == "RET=HDRS ENVID=QQ+2B314159"
+    assert dsn_params.rcpt_params("delay,Success", "RFC822;bob+40x") == "NOTIFY=SUCCESS,DELAY ORCPT=rfc822;bob+40x"
+    assert dsn_params.rcpt_params("never", None) == "NOTIFY=NEVER"
+    for notify, orcpt in (("NEVER,FAILURE", None), ("OFTEN", None), ("", None), (None, "bob@x"),
+                          (None, "rfc822;bad+zz"), (None, "rfc 822;bob@x"), (None, "rfc822;a b")):
+        with pytest.raises(ValueError):
+            dsn_params.rcpt_params(notify, orcpt)
+    for ret, envid in (("SOME", None), (None, "a" * 101), (None, "has space"), (None, "")):
+        with pytest.raises(ValueError):
+            dsn_params.mail_params(ret, envid)
+
+
+def test_notify_decides_who_hears_of_what() -> None:
+    assert dsn_params.wants(None, "FAILURE") and dsn_params.wants(None, "DELAY")
+    assert not dsn_params.wants(None, "SUCCESS")
+    never = dsn_params.rcpt_params("NEVER", None)
+    assert not any(dsn_params.wants(never, e) for e in ("SUCCESS", "FAILURE", "DELAY"))
+    success = dsn_params.rcpt_params("SUCCESS", "rfc822;bob+2Bx@fabrikam.com")
+    assert dsn_params.wants(success, "SUCCESS") and not dsn_params.wants(success, "FAILURE")
+    assert dsn_params.orcpt(success) == "rfc822;bob+x@fabrikam.com"
+
+
+def test_envid_and_orcpt_appear_in_the_dsn_fields() -> None:
+    message = info()
+    message.dsn = "ENVID=QQ314159"
+    bob = RecipientReport(BOB.address, BOB.reply, BOB.remote_mta, "ORCPT=rfc822;bob+40home@fabrikam.com")
+    data, _ = build(message, ORIGINAL, [bob], reporting_mta="mx.contoso.com", postmaster="postmaster@contoso.com",
+                    now=NOW, attach_limit=None)
+    status = email.message_from_bytes(data, policy=email.policy.compat32).get_payload()[1].as_string()
+    assert "Original-Envelope-Id: QQ314159" in status
+    assert "Original-Recipient: rfc822; bob@home@fabrikam.com" in status
+    assert status.index("Original-Recipient") < status.index("Final-Recipient")

@@ -42,7 +42,7 @@ from mailhop.model.route import DNS
 from mailhop.outcome import Reply
 from mailhop.smtp.client import ClientConnection
 from mailhop.smtp.outgoing import Body
-from mailhop.smtp.session import AuthPlan, NextHopSession, Opener, TlsPlan
+from mailhop.smtp.session import AuthPlan, DsnRequest, NextHopSession, Opener, TlsPlan
 from mailhop.tracking.protocol import ProtocolLog, SessionTrace
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,7 @@ class JobResult:
     tls_version: str | None = None
     tls_cipher: str | None = None
     tls_policy: str | None = None
+    dsn_passed: bool = False     # the next hop took the recipients' NOTIFY (no "relayed" DSN from here)
     hop_failure: bool = False
     attempted: bool = True
 
@@ -234,24 +235,28 @@ class NextHop:
         tried: set[Endpoint] = set()
         transaction_started = False
         answered: NextHopSession | None = None  # the last session that answered recipients
+        dsn_passed = False
+        dsn = (DsnRequest(claim.message.dsn, {r.address: r.dsn for r in claim.recipients})
+               if claim.message.dsn or any(r.dsn for r in claim.recipients) else None)
 
         def result() -> JobResult:
             c = answered
             ep = Endpoint(c.host, c.ip, c.port) if c is not None else None
             return JobResult(job, replies, ep, c.tls_version if c else None, c.tls_cipher if c else None,
-                             c.tls_policy if c and c.tls_version else None)
+                             c.tls_policy if c and c.tls_version else None, dsn_passed)
 
         async def attempt(c: NextHopSession) -> JobResult | None:
             """Send to the recipients still pending; the job's result once none is left."""
-            nonlocal transaction_started, pending, answered
+            nonlocal transaction_started, pending, answered, dsn_passed
             tx = await c.send(claim.message.sender, [r.address for r in pending], body,
                               eight_bit=claim.message.eight_bit, smtputf8=claim.message.smtputf8,
-                              require_tls=claim.message.require_tls)
+                              require_tls=claim.message.require_tls, dsn=dsn)
             transaction_started = True
             if tx.failure is not None and (tx.failure.temporary or tx.next_host):
                 errors.append((Endpoint(c.host, c.ip, c.port), tx.failure))
                 return None
             answered = c
+            dsn_passed = tx.dsn_passed
             for r in pending:
                 replies[r.id] = tx.recipients[r.address]
             # A 4xx for a recipient here may be this host's alone (greylisting, a full mailbox

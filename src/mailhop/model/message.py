@@ -39,6 +39,7 @@ class NewRecipient:
     lease_owner: str | None = None
     lease_until: float | None = None
     attempts: int = 0
+    dsn: str | None = None       # the RCPT's DSN parameters (model.dsn_params): NOTIFY, ORCPT
     id: int = field(kw_only=True)
 
 
@@ -65,6 +66,7 @@ class MessageInfo:
     crash_count: int = 0
     require_tls: bool = False    # MAIL FROM ... REQUIRETLS (RFC 8689): validated TLS all the way
     tls_optional: bool = False   # "TLS-Required: No" (RFC 8689 section 5): DANE/MTA-STS not enforced
+    dsn: str | None = None       # the MAIL's DSN parameters (model.dsn_params): RET, ENVID
 
     @property
     def tls_demand(self) -> str:
@@ -112,6 +114,7 @@ class RecipientRow:
     attempts: int = 0
     last_error: str | None = None
     lease_owner: str | None = None
+    dsn: str | None = None       # NOTIFY and ORCPT (model.dsn_params)
 
 
 @dataclass(slots=True)

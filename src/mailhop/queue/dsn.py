@@ -14,6 +14,7 @@ import uuid
 from dataclasses import dataclass
 
 from mailhop.headers import block
+from mailhop.model import dsn_params
 from mailhop.model.message import MessageInfo
 from mailhop.outcome import Reply
 
@@ -23,6 +24,8 @@ class RecipientReport:
     address: str
     reply: Reply
     remote_mta: str | None = None
+    dsn: str | None = None       # the recipient's NOTIFY and ORCPT (model.dsn_params)
+    action: str = "failed"       # failed | relayed (delay notices say delayed)
 
 
 def should_notify(info: MessageInfo) -> bool:
@@ -52,7 +55,8 @@ def build(
     # where the message was not allowed to (RFC 8689 section 5).
     subject = "" if info.require_tls else block.first(block.fields(headers_part), "Subject") or ""
     message_id = f"<{uuid.uuid4().hex}@{reporting_mta}>"
-    prefix = "Delivery delayed:" if delayed else "Undeliverable:"
+    relayed = not delayed and all(r.action == "relayed" for r in reports)
+    prefix = "Delivery delayed:" if delayed else "Relayed:" if relayed else "Undeliverable:"
     lines = [
         f"From: Mail Delivery System <{postmaster}>",
         f"To: <{info.sender}>",
@@ -79,6 +83,9 @@ def build(
             "This message hasn't been delivered yet. Delivery will continue to be attempted.",
             f"The server will keep trying to deliver this message until {_date(retry_until or now)}.",
         ]
+    elif relayed:
+        lines += ["Delivery to these recipients or groups is complete, but no delivery notification was sent by "
+                  "the destination server:", "", *[r.address for r in reports], ""]
     else:
         lines += ["Delivery has failed to these recipients or groups:", ""]
         for r in reports:
@@ -94,15 +101,18 @@ def build(
         "Content-Type: message/delivery-status",
         "",
         f"Reporting-MTA: dns; {reporting_mta}",
+        *([f"Original-Envelope-Id: {dsn_params.envid(info.dsn)}"] if dsn_params.envid(info.dsn) else []),
         f"X-Mailhop-Internal-Message-Id: {info.id}",
         f"Arrival-Date: {_date(info.received_at)}",
         "",
     ]
     for r in reports:
         status = r.reply.enhanced or ("4.0.0" if r.reply.temporary else "5.0.0")
+        original_recipient = dsn_params.orcpt(r.dsn)
         lines += [
+            *([f"Original-Recipient: {original_recipient.replace(';', '; ', 1)}"] if original_recipient else []),
             f"Final-Recipient: rfc822; {r.address}",
-            f"Action: {'delayed' if delayed else 'failed'}",
+            f"Action: {'delayed' if delayed else r.action}",
             f"Status: {status}",
         ]
         if r.remote_mta:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from mailhop.dkim.keyring import Keyring, sign_message
 from mailhop.headers import block
+from mailhop.model import dsn_params
 from mailhop.model.message import DELAY_DSN, NDR, MessageInfo, NewMessage, NewRecipient
 from mailhop.queue import dsn
 from mailhop.queue.context import Live, QueueContext
@@ -30,8 +31,15 @@ class NdrComposer:
         when at hand, ``headers`` its header block when only that is; otherwise the store's copy."""
         if not dsn.should_notify(info):
             return None
+        # RFC 3461 NOTIFY: only the recipients that asked to hear of this (NEVER: none of them).
+        reports = [r for r in reports if dsn_params.wants(
+            r.dsn, "DELAY" if delayed else "SUCCESS" if r.action == "relayed" else "FAILURE")]
+        if not reports:
+            return None
         s = self.ctx.settings
         limit = s.queue.ndr_max_attach_size
+        if dsn_params.ret(info.dsn) == "HDRS":
+            limit = 0  # RET=HDRS: the headers only
         if info.require_tls:
             original = b""  # nothing of a REQUIRETLS message goes into its NDR (dsn.build)
         if original is None:
@@ -47,8 +55,9 @@ class NdrComposer:
             info, original, reports, reporting_mta=s.server.fqdn, postmaster=s.server.postmaster_address,
             now=now, attach_limit=limit, delayed=delayed, retry_until=info.expires_at,
         )
-        return self.new_message(data, info.sender, message_id, "Delivery delayed" if delayed else "Undeliverable",
-                                DELAY_DSN if delayed else NDR)
+        relayed = all(r.action == "relayed" for r in reports)
+        subject = "Delivery delayed" if delayed else "Relayed" if relayed else "Undeliverable"
+        return self.new_message(data, info.sender, message_id, subject, DELAY_DSN if delayed else NDR)
 
     def new_message(self, data: bytes, recipient: str, message_id: str, subject: str, kind: str) -> NewMessage:
         """A message mailhop writes itself (an NDR, a DSN, a TLS report) from the null sender to

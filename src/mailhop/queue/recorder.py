@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, replace
 
+from mailhop.model import dsn_params
 from mailhop.model.message import (
     DELIVERED,
     FAILED,
@@ -71,7 +72,9 @@ def attempted(r: RecipientRow, status: str, *, attempted: bool = True, **fields:
 def after_delivery(claim: Claim, connector: str, next_hop: str, replies: dict[int, Reply], *,
                    hop_failure: bool, was_attempted: bool, remote_host: str | None, remote_ip: str | None,
                    tls: tuple[str | None, str | None, str | None], snapshot: Snapshot, now: float,
-                   retry: RetryPolicy) -> Decision:
+                   retry: RetryPolicy, dsn_passed: bool = False) -> Decision:
+    """``dsn_passed``: the next hop offered DSN and took the recipients' NOTIFY; otherwise a
+    recipient that asked for NOTIFY=SUCCESS gets a "relayed" DSN from here (RFC 3461 5.2.2)."""
     info = claim.message
     decision = Decision()
     queue = claim.recipients[0].queue
@@ -81,12 +84,16 @@ def after_delivery(claim: Claim, connector: str, next_hop: str, replies: dict[in
     else:
         decision.queue_state = _queue_ok(queue, snapshot)
     sent, deferred, failed = [], [], []
+    relayed: list[RecipientReport] = []
+    reports: list[RecipientReport] = []
     outcomes = decision.batch.outcomes
     for r in claim.recipients:
         reply = replies[r.id]
         if reply.ok:
             outcomes.append(attempted(r, DELIVERED))
             sent.append((r.address, reply))
+            if not dsn_passed and dsn_params.wants(r.dsn, "SUCCESS"):
+                relayed.append(RecipientReport(r.address, reply, remote_host, r.dsn, action="relayed"))
         elif reply.temporary:
             when = retry_until if retry_until is not None else now + retry.message_delay()
             when = retry.bounded(when, info.expires_at, info.delay_at)
@@ -95,6 +102,7 @@ def after_delivery(claim: Claim, connector: str, next_hop: str, replies: dict[in
         else:
             outcomes.append(attempted(r, FAILED, last_error=str(reply)))
             failed.append((r.address, reply))
+            reports.append(RecipientReport(r.address, reply, remote_host, r.dsn))
     extra = {"RemoteHost": remote_host, "TlsVersion": tls[0], "TlsCipher": tls[1], "TlsPolicy": tls[2],
              "NextHopDomain": next_hop}
     if sent:
@@ -103,8 +111,9 @@ def after_delivery(claim: Claim, connector: str, next_hop: str, replies: dict[in
         decision.events.append(events.deferred(info, deferred, connector, remote_ip, extra))
     if failed:
         decision.events.append(events.failed(info, failed, "SMTP", connector, remote_ip, extra))
-        decision.notices.append(NdrRequest(info, [RecipientReport(a, reply, remote_host) for a, reply in failed],
-                                           original=claim.body))
+        decision.notices.append(NdrRequest(info, reports, original=claim.body))
+    if relayed:
+        decision.notices.append(NdrRequest(info, relayed, original=claim.body))
     return decision
 
 
@@ -147,7 +156,7 @@ def after_claim(claim: Claim, snapshot: Snapshot, now: float) -> Decision:
         for r in claim.recipients:
             reply = expired_reply(r)
             batch.outcomes.append(RecipientUpdate(r.id, FAILED, last_error=str(reply)))
-            reports.append(RecipientReport(r.address, reply))
+            reports.append(RecipientReport(r.address, reply, dsn=r.dsn))
             decision.events.append(events.failed(info, [(r.address, reply)], "QUEUE", connector=r.queue))
         decision.notices.append(NdrRequest(info, reports, original=claim.body))
         return decision
@@ -155,7 +164,7 @@ def after_claim(claim: Claim, snapshot: Snapshot, now: float) -> Decision:
         delayed = [r for r in claim.recipients if r.attempts > 0 or r.queue == UNREACHABLE_QUEUE]
         if delayed and info.kind == NORMAL:
             decision.notices.append(NdrRequest(
-                info, [RecipientReport(r.address, Reply.from_string(r.last_error or "451 4.4.0 delayed"))
+                info, [RecipientReport(r.address, Reply.from_string(r.last_error or "451 4.4.0 delayed"), dsn=r.dsn)
                        for r in delayed], delayed=True, original=claim.body))
         batch.delay_notified.append(info.id)
         info.delay_at = None
@@ -165,7 +174,7 @@ def after_claim(claim: Claim, snapshot: Snapshot, now: float) -> Decision:
         p = place(snapshot, route, info, now)
         if p.failure is not None:
             batch.outcomes.append(p.update(r.id, FAILED, last_error=str(p.failure)))
-            failures.append(RecipientReport(r.address, p.failure))
+            failures.append(RecipientReport(r.address, p.failure, dsn=r.dsn))
             decision.events.append(events.failed(info, [(r.address, p.failure)], "ROUTING"))
         elif not deliverable(route, p, snapshot):
             status = RETRY if (p.status == RETRY or r.attempts) else READY

@@ -217,7 +217,7 @@ class Scheduler:
             job.claim, job.connector.name, job.next_hop, result.replies, hop_failure=result.hop_failure,
             was_attempted=result.attempted, remote_host=remote.host if remote else None,
             remote_ip=remote.ip if remote else None, tls=(result.tls_version, result.tls_cipher, result.tls_policy),
-            snapshot=self.live.snapshot, now=self.ctx.clock.now(), retry=self.ctx.retry)
+            snapshot=self.live.snapshot, now=self.ctx.clock.now(), retry=self.ctx.retry, dsn_passed=result.dsn_passed)
         state = decision.queue_state
         if state is not None:
             self.live.publish(self.live.snapshot.with_state(state))

@@ -10,6 +10,7 @@ Failures of the store propagate as ``StoreError`` and nothing is accepted.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 from mailhop.model.message import (
@@ -62,15 +63,16 @@ class Submission:
         return info
 
     async def submit(self, info: MessageInfo, body: Body, recipients: list[str], fail_all: Reply | None = None,
-                     headers: bytes | None = None) -> None:
+                     headers: bytes | None = None, recipient_dsn: Sequence[str | None] | None = None) -> None:
         """Commit a received message (and NDRs for recipients failed at once), then hand it off.
 
-        ``headers`` is the header block of a spooled ``body`` (for an NDR at once).
+        ``headers`` is the header block of a spooled ``body`` (for an NDR at once);
+        ``recipient_dsn`` each recipient's DSN parameters (NOTIFY, ORCPT), in order.
         Returns only after the commit is durable; raises StoreError when it is not.
         """
         target = self.target
         fast = target is not None and target.can_take()
-        messages, claim, failed = await self.build(info, body, recipients, fail_all, fast, headers)
+        messages, claim, failed = await self.build(info, body, recipients, fail_all, fast, headers, recipient_dsn)
         await self.ctx.store.messages.submit(messages)
         tracker = self.ctx.tracker
         tracker.emit(events.received(info, recipients, info.receive_connector))
@@ -87,7 +89,7 @@ class Submission:
 
     async def build(
         self, info: MessageInfo, body: Body, recipients: list[str], fail_all: Reply | None = None,
-        fast_path: bool = True, headers: bytes | None = None,
+        fast_path: bool = True, headers: bytes | None = None, recipient_dsn: Sequence[str | None] | None = None,
     ) -> tuple[list[NewMessage], Claim | None, list[dsn.RecipientReport]]:
         """Route every recipient; return the messages to commit, what to hand off, what failed."""
         ctx = self.ctx
@@ -97,24 +99,25 @@ class Submission:
         failed: list[dsn.RecipientReport] = []
         handoff: list[RecipientRow] = []
         can_hand_off = fast_path and self.target is not None
-        for address in recipients:
+        for i, address in enumerate(recipients):
+            params = recipient_dsn[i] if recipient_dsn else None
             if fail_all is not None:
                 rows.append(NewRecipient(address, FAILED, SUBMISSION_QUEUE, UNDEFINED, SUBMISSION_QUEUE, now,
-                                         last_error=str(fail_all), id=ctx.ids()))
-                failed.append(dsn.RecipientReport(address, fail_all))
+                                         last_error=str(fail_all), dsn=params, id=ctx.ids()))
+                failed.append(dsn.RecipientReport(address, fail_all, dsn=params))
                 continue
             route = snapshot.router.route(address, info.sender, info.size)
             p = place(snapshot, route, info, now)
             row = NewRecipient(address, p.status, p.queue, p.delivery_type, p.next_hop, p.next_attempt_at,
-                               connector=p.connector, last_error=p.last_error, id=ctx.ids())
+                               connector=p.connector, last_error=p.last_error, dsn=params, id=ctx.ids())
             if p.failure is not None:
-                failed.append(dsn.RecipientReport(address, p.failure))
+                failed.append(dsn.RecipientReport(address, p.failure, dsn=params))
             elif can_hand_off and deliverable(route, p, snapshot):
                 row.status = ACTIVE
                 row.lease_owner = ctx.owner
                 row.lease_until = ctx.lease_until()
                 handoff.append(RecipientRow(row.id, info.id, address, ACTIVE, p.queue, p.delivery_type,
-                                            p.next_hop, now, p.connector, 0, None, ctx.owner))
+                                            p.next_hop, now, p.connector, 0, None, ctx.owner, params))
             rows.append(row)
         messages = [NewMessage(info, body, rows)]
         if failed:

@@ -181,6 +181,7 @@ class ReceiveHandler:
             # RFC 8689 section 5: the sender asks that DANE and MTA-STS not hold the message back.
             # Ignored with REQUIRETLS, which asks the opposite.
             tls_optional=not envelope.require_tls and (block.first(pairs, "TLS-Required") or "").strip().lower() == "no",
+            dsn=envelope.dsn,
         )
         received = stamp.received(session, self.fqdn, info.id, envelope.rcpt_to, now)
         try:
@@ -197,7 +198,7 @@ class ReceiveHandler:
         loop = HOP_COUNT_EXCEEDED if hops + 1 > self.settings.server.max_hop_count else None
         try:
             await self.submission.submit(info, body, list(envelope.rcpt_to), fail_all=loop,
-                                         headers=received + headers + additions)
+                                         headers=received + headers + additions, recipient_dsn=envelope.rcpt_dsn)
         except StoreError as exc:
             log.error("message from %s not queued: %s", session.peer_ip, exc)
             return QUEUE_WRITE_FAILED

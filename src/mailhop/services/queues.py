@@ -184,7 +184,7 @@ class QueueService:
         pending = [r for r in rows if r.status not in FINAL]
         if not pending:
             raise ValidationError(f"The message {message_id} has no recipients left to remove")
-        reports = [dsn.RecipientReport(r.address, QUEUE_ADMIN) for r in pending]
+        reports = [dsn.RecipientReport(r.address, QUEUE_ADMIN, dsn=r.dsn) for r in pending]
         ndr = await self.ndr.compose(info, reports) if with_ndr else None
         await self.store.queues.remove_message(message_id, ndr)
         items = [(r.address, QUEUE_ADMIN) for r in pending]

@@ -39,6 +39,7 @@ from mailhop.smtp.failures import (
 from mailhop.smtp.outgoing import Body, DotStuffer, dot_stuff
 from mailhop.smtp.session import (
     AuthPlan,
+    DsnRequest,
     TlsPlan,
     Trace,
     Transaction,
@@ -257,7 +258,7 @@ class ClientConnection:
 
     async def send(
         self, sender: str, recipients: list[str], body: Body, *, eight_bit: bool = False, smtputf8: bool = False,
-        require_tls: bool = False,
+        require_tls: bool = False, dsn: DsnRequest | None = None,
     ) -> Transaction:
         """One transaction; never raises for what the peer says or does, nor when a streamed
         body cannot be read (the connection is dropped before the end of DATA: 451 4.3.0)."""
@@ -265,11 +266,16 @@ class ClientConnection:
         options = mail_parameters(sender, recipients, size, self.extensions, eight_bit, smtputf8, require_tls)
         if isinstance(options, Reply):
             return refused_before_mail(options, recipients)
-        mail = " ".join([f"MAIL FROM:<{sender}>", *options])
+        passed = dsn if dsn is not None and self.supports("dsn") else DsnRequest(None, {})
+        mail = " ".join([f"MAIL FROM:<{sender}>", *options, *([passed.mail] if passed.mail else [])])
+        rcpts = {r: passed.rcpt_line(r) for r in recipients}
         try:
             if self.supports("pipelining"):
-                return await self._send_pipelined(mail, recipients, body)
-            return await self._send_sequential(mail, recipients, body)
+                tx = await self._send_pipelined(mail, rcpts, body)
+            else:
+                tx = await self._send_sequential(mail, rcpts, body)
+            tx.dsn_passed = passed is dsn
+            return tx
         except asyncio.CancelledError:
             self.abort()  # shutting down mid-transaction: never leave the socket behind
             raise
@@ -285,8 +291,9 @@ class ClientConnection:
             self._trace("*", f"failed: {reply}")
             return Transaction({r: reply for r in recipients}, failure=reply)
 
-    async def _send_pipelined(self, mail: str, recipients: list[str], body: Body) -> Transaction:
-        self._write(mail + "\r\n", *(f"RCPT TO:<{r}>\r\n" for r in recipients), "DATA\r\n")
+    async def _send_pipelined(self, mail: str, rcpts: dict[str, str], body: Body) -> Transaction:
+        recipients = list(rcpts)
+        self._write(mail + "\r\n", *(line + "\r\n" for line in rcpts.values()), "DATA\r\n")
         mail_reply = await self._reply()
         results = {r: await self._reply() for r in recipients}
         data_start = await self._reply()
@@ -301,12 +308,13 @@ class ClientConnection:
             return await self._data_refused(results, accepted, data_start)
         return await self._finish_data(results, accepted, body)
 
-    async def _send_sequential(self, mail: str, recipients: list[str], body: Body) -> Transaction:
+    async def _send_sequential(self, mail: str, rcpts: dict[str, str], body: Body) -> Transaction:
+        recipients = list(rcpts)
         mail_reply = await self._command(mail)
         if not mail_reply.ok:
             await self._rset()
             return Transaction({r: mail_reply for r in recipients}, failure=mail_reply)
-        results = {r: await self._command(f"RCPT TO:<{r}>") for r in recipients}
+        results = {r: await self._command(line) for r, line in rcpts.items()}
         accepted = [r for r, reply in results.items() if reply.ok]
         if not accepted:
             await self._rset()

@@ -52,6 +52,19 @@ class AuthPlan:
     require_tls: bool = False      # BasicAuthRequireTLS: no credentials in clear text
 
 
+@dataclass(frozen=True, slots=True)
+class DsnRequest:
+    """A message's DSN parameters (RFC 3461) for a next hop that offers DSN: the MAIL part
+    (``RET=HDRS ENVID=...``) and each recipient's RCPT part (``NOTIFY=... ORCPT=...``)."""
+
+    mail: str | None
+    rcpt: dict[str, str | None]
+
+    def rcpt_line(self, address: str) -> str:
+        params = self.rcpt.get(address)
+        return f"RCPT TO:<{address}> {params}" if params else f"RCPT TO:<{address}>"
+
+
 @dataclass(slots=True)
 class Transaction:
     """The outcome of one MAIL/RCPT/DATA transaction."""
@@ -63,6 +76,9 @@ class Transaction:
     # The failure is this host's alone (it lacks an extension the message needs): another
     # endpoint of the same next hop may take the message, though the reply is permanent.
     next_host: bool = False
+    # The next hop offered DSN and was given the message's DSN parameters (RFC 3461): it, not
+    # this server, reports success to the recipients that asked.
+    dsn_passed: bool = False
 
 
 class NextHopSession(Protocol):
@@ -81,7 +97,8 @@ class NextHopSession(Protocol):
     def usable(self) -> bool: ...
 
     async def send(self, sender: str, recipients: list[str], body: Body, *, eight_bit: bool = False,
-                   smtputf8: bool = False, require_tls: bool = False) -> Transaction: ...
+                   smtputf8: bool = False, require_tls: bool = False, dsn: DsnRequest | None = None) -> Transaction:
+        ...
 
     async def close(self) -> None: ...
 

@@ -41,7 +41,7 @@ async def copy_store(source: Store, target: Store) -> dict[str, Any]:
             recipients = [
                 NewRecipient(r.address, (RETRY if r.attempts else READY) if r.status == ACTIVE else r.status,
                              r.queue, r.delivery_type, r.next_hop, r.next_attempt_at, connector=r.connector,
-                             last_error=r.last_error, attempts=r.attempts, id=r.id)
+                             last_error=r.last_error, attempts=r.attempts, dsn=r.dsn, id=r.id)
                 for r in rows
             ]
             batch.append(NewMessage(info, body, recipients))

@@ -13,6 +13,7 @@ from mailhop.smtp.failures import transaction_error_reply
 from mailhop.smtp.outgoing import Body, DotStuffer, dot_stuff
 from mailhop.smtp.session import (
     AuthPlan,
+    DsnRequest,
     NextHopSession,
     TlsPlan,
     Trace,
@@ -131,7 +132,7 @@ class FakeSession:
 
     async def send(
         self, sender: str, recipients: list[str], body: Body, *, eight_bit: bool = False, smtputf8: bool = False,
-        require_tls: bool = False,
+        require_tls: bool = False, dsn: DsnRequest | None = None,
     ) -> Transaction:
         """One transaction, answered as ClientConnection answers it; never raises for what the peer does."""
         await asyncio.sleep(0)

@@ -17,11 +17,11 @@ from mailhop.store.engine import Conn, Row
 MESSAGE_COLUMNS = (
     "id", "sender", "received_at", "size", "origin_server", "expires_at", "delay_at",
     "message_id", "subject", "client_ip", "client_hostname", "receive_connector",
-    "auth_user", "kind", "smtputf8", "eight_bit", "crash_count", "require_tls", "tls_optional",
+    "auth_user", "kind", "smtputf8", "eight_bit", "crash_count", "require_tls", "tls_optional", "dsn",
 )
 RECIPIENT_COLUMNS = (
     "id", "message_id", "address", "status", "queue", "delivery_type", "next_hop",
-    "next_attempt_at", "connector", "attempts", "last_error", "lease_owner",
+    "next_attempt_at", "connector", "attempts", "last_error", "lease_owner", "dsn",
 )
 
 
@@ -58,7 +58,7 @@ def insert_messages(conn: Conn, messages: Sequence[NewMessage]) -> None:
                 m.info.expires_at, m.info.delay_at, m.info.message_id, m.info.subject,
                 m.info.client_ip, m.info.client_hostname, m.info.receive_connector,
                 m.info.auth_user, m.info.kind, int(m.info.smtputf8), int(m.info.eight_bit),
-                m.info.crash_count, int(m.info.require_tls), int(m.info.tls_optional),
+                m.info.crash_count, int(m.info.require_tls), int(m.info.tls_optional), m.info.dsn,
             )
             for m in messages
         ],
@@ -70,12 +70,12 @@ def insert_messages(conn: Conn, messages: Sequence[NewMessage]) -> None:
             _insert_parts(conn, m.info.id, m.body.parts(PART_SIZE))
     conn.executemany(
         "INSERT INTO recipients (id, message_id, address, status, queue, connector, delivery_type, "
-        "next_hop, next_attempt_at, attempts, last_error, lease_owner, lease_until) "
-        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        "next_hop, next_attempt_at, attempts, last_error, lease_owner, lease_until, dsn) "
+        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
         [
             (
                 r.id, m.info.id, r.address, r.status, r.queue, r.connector, r.delivery_type, r.next_hop,
-                r.next_attempt_at, r.attempts, r.last_error, r.lease_owner, r.lease_until,
+                r.next_attempt_at, r.attempts, r.last_error, r.lease_owner, r.lease_until, r.dsn,
             )
             for m in messages
             for r in m.recipients
