@@ -4,7 +4,10 @@
 says EHLO (HELO when forced or when EHLO is refused), negotiates STARTTLS as the
 ``TlsPlan`` demands and authenticates as the ``AuthPlan`` says.  ``send`` runs one
 transaction and returns a ``Reply`` per recipient; with PIPELINING (RFC 2920) MAIL,
-every RCPT and DATA leave in one write, so a message costs two round trips.
+every RCPT and DATA leave in one write, so a message costs two round trips.  A next hop
+that offers CHUNKING (RFC 3030) gets the body in BDAT chunks instead, as stored (no
+dot-stuffing): ``BDAT n LAST`` for a body in memory, a chunk per stored part for a large one;
+DSN parameters (RFC 3461) go on MAIL and RCPT when it offers DSN.
 
 Why not aiosmtplib (which this module used first): its protocol reads exactly one
 reply per command written (documented in ``SMTPProtocol.read_response``), so it
@@ -293,6 +296,18 @@ class ClientConnection:
 
     async def _send_pipelined(self, mail: str, rcpts: dict[str, str], body: Body) -> Transaction:
         recipients = list(rcpts)
+        if self.supports("chunking"):  # RFC 3030: the body goes in BDAT chunks once a recipient is in
+            self._write(mail + "\r\n", *(line + "\r\n" for line in rcpts.values()))
+            mail_reply = await self._reply()
+            results = {r: await self._reply() for r in recipients}
+            if not mail_reply.ok:
+                await self._rset()
+                return Transaction({r: mail_reply for r in recipients}, failure=mail_reply)
+            accepted = [r for r, reply in results.items() if reply.ok]
+            if not accepted:
+                await self._rset()
+                return Transaction(results)
+            return await self._send_chunks(results, accepted, body)
         self._write(mail + "\r\n", *(line + "\r\n" for line in rcpts.values()), "DATA\r\n")
         mail_reply = await self._reply()
         results = {r: await self._reply() for r in recipients}
@@ -319,6 +334,8 @@ class ClientConnection:
         if not accepted:
             await self._rset()
             return Transaction(results)
+        if self.supports("chunking"):
+            return await self._send_chunks(results, accepted, body)
         data_start = await self._command("DATA")
         if data_start.code != 354:
             return await self._data_refused(results, accepted, data_start)
@@ -344,6 +361,10 @@ class ClientConnection:
                 self.writer.write(stuffer.feed(chunk))
                 await self.writer.drain()
             self.writer.write(stuffer.end())
+        return await self._end_of_message(results, accepted)
+
+    async def _end_of_message(self, results: dict[str, Reply], accepted: list[str]) -> Transaction:
+        """The reply to the end of the body (DATA's dot, or BDAT LAST) decides the accepted recipients."""
         await self.writer.drain()
         answer = await self._reply()
         data_reply = data_result(answer)
@@ -354,6 +375,28 @@ class ClientConnection:
             results[rcpt] = data_reply
         self.messages_sent += 1
         return Transaction(results, failure=None if data_reply.ok else data_reply, data_reply=data_reply)
+
+    async def _send_chunks(self, results: dict[str, Reply], accepted: list[str], body: Body) -> Transaction:
+        """The body in BDAT chunks (RFC 3030), as stored: no dot-stuffing.  A bytes body is one
+        ``BDAT n LAST``; a stored one goes a part per chunk, then ``BDAT 0 LAST``.  A chunk the
+        peer refuses ends the transaction with that reply."""
+        if isinstance(body, bytes):
+            self._trace(">", f"BDAT {len(body)} LAST <message of {len(body)} bytes>")
+            self.writer.write(f"BDAT {len(body)} LAST\r\n".encode() + body)
+        else:
+            self._trace(">", f"<message of {body.size} bytes in BDAT chunks>")
+            async for part in body.chunks():
+                if not part:
+                    continue
+                self.writer.write(f"BDAT {len(part)}\r\n".encode() + part)
+                answer = await self._reply()
+                if not answer.ok:
+                    for rcpt in accepted:
+                        results[rcpt] = answer
+                    await self._rset()
+                    return Transaction(results, failure=answer, data_reply=answer)
+            self.writer.write(b"BDAT 0 LAST\r\n")
+        return await self._end_of_message(results, accepted)
 
     async def _after_refusal(self, data_start: Reply) -> None:
         """DATA was pipelined behind a refused MAIL or RCPTs: leave a clean state."""

@@ -5,7 +5,8 @@ and size limits, speaks STARTTLS and AUTH, and hands each decision that needs
 policy (MAIL, RCPT, DATA, AUTH) to a ``Handler``.  Every reply carries an
 enhanced status code.  Advertised: SIZE, PIPELINING, 8BITMIME,
 ENHANCEDSTATUSCODES, SMTPUTF8, DSN (RFC 3461: RET and ENVID on MAIL, NOTIFY and ORCPT
-on RCPT, checked here, ``501 5.5.4`` when malformed), and STARTTLS/AUTH when configured;
+on RCPT, checked here, ``501 5.5.4`` when malformed), CHUNKING (RFC 3030 BDAT, the chunks
+read whatever the reply), and STARTTLS/AUTH when configured;
 REQUIRETLS (RFC 8689) inside TLS only, and ``MAIL FROM:<...> REQUIRETLS`` only there.
 
 Why not aiosmtpd: measured against what mailhop must do, aiosmtpd 1.4 neither
@@ -41,7 +42,7 @@ from mailhop.model import dsn_params
 from mailhop.outcome import Reply
 from mailhop.smtp.address import parse_params, parse_path
 from mailhop.smtp.replies import SHUTTING_DOWN
-from mailhop.smtp.stream import MAX_COMMAND_LINE, Input
+from mailhop.smtp.stream import MAX_COMMAND_LINE, Input, LineEnds
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,19 @@ class Session:
         return "ESMTP" + ("S" if self.tls else "") + ("A" if self.auth_user else "")
 
     def reset(self) -> None:
+        if self.envelope is not None and self.envelope.bdat is not None:
+            self.envelope.bdat.sink.close()  # a BDAT body cut short: its spool goes
         self.envelope = None
+
+
+@dataclass(slots=True)
+class Chunks:
+    """A BDAT body being received (RFC 3030): its sink, and the bytes taken so far."""
+
+    sink: DataSink
+    write: LineEnds
+    size: int = 0
+    too_big: bool = False
 
 
 @dataclass(slots=True)
@@ -97,6 +110,7 @@ class Envelope:
     params: dict[str, str | None] = field(default_factory=dict)
     rcpt_to: list[str] = field(default_factory=list)
     rcpt_dsn: list[str | None] = field(default_factory=list)  # each recipient's NOTIFY/ORCPT (dsn_params)
+    bdat: Chunks | None = None   # BDAT under way
 
     @property
     def dsn(self) -> str | None:
@@ -311,6 +325,7 @@ class _Connection:
                 self.close_now(Reply(421, "4.4.2", f"{self.options.hostname} Error: timeout exceeded"))
         finally:
             self._log("-", "disconnected")
+            self.session.reset()  # a BDAT body cut short has its spool closed
             if not self.closed:
                 self.closed = True
                 self.writer.close()
@@ -421,7 +436,7 @@ class _Connection:
         lines = [f"{self.options.hostname} Hello [{self.session.peer_ip}]"]
         size = self.options.max_message_size
         lines.append(f"SIZE {size}" if size is not None else "SIZE")
-        lines += ["PIPELINING", "8BITMIME", "ENHANCEDSTATUSCODES", "SMTPUTF8", "DSN"]
+        lines += ["PIPELINING", "8BITMIME", "ENHANCEDSTATUSCODES", "SMTPUTF8", "DSN", "CHUNKING"]
         if self.options.tls_context is not None and self.session.tls is None:
             lines.append("STARTTLS")
         if self.session.tls is not None:
@@ -662,6 +677,9 @@ class _Connection:
         if arg:
             self.reply(Reply(501, "5.5.4", "Syntax: DATA"))
             return True
+        if envelope.bdat is not None:
+            self.reply(Reply(503, "5.5.1", "Error: DATA after BDAT in one transaction"))
+            return True
         sink = self.handler.data_sink(s, envelope)
         try:
             self.reply(Reply(354, "", "Start mail input; end with <CRLF>.<CRLF>"))
@@ -678,6 +696,54 @@ class _Connection:
                 self.reply(await self.handler.on_data(s, envelope, sink))
         finally:
             sink.close()
+        return True
+
+    async def _smtp_bdat(self, arg: str) -> bool:
+        """RFC 3030: ``BDAT <size> [LAST]``; the chunk is read whatever the reply, so the
+        session stays in step, and a size that cannot be read ends the session."""
+        m = re.fullmatch(r"(\d{1,12})(?: +(LAST))?", arg, re.I)
+        if m is None:
+            self.close_now(Reply(501, "5.5.4", "Syntax: BDAT <size> [LAST]; closing the connection, "
+                                               "the chunk's end cannot be found"))
+            return False
+        size, last = int(m.group(1)), m.group(2) is not None
+        s = self.session
+        envelope = s.envelope
+        refusal = None
+        if envelope is None:
+            refusal = Reply(503, "5.5.1", "Error: need MAIL command")
+        elif not envelope.rcpt_to:
+            refusal = Reply(554, "5.5.1", "Error: no valid recipients")
+        if refusal is not None or envelope is None:
+            if not await self.input.read_chunk(size, lambda data: None, self.options.data_timeout):
+                raise ConnectionError("peer closed during BDAT")
+            self.reply(refusal or Reply(503, "5.5.1", "Error: need MAIL command"))
+            return not await self._error()
+        chunks = envelope.bdat
+        if chunks is None:
+            sink = self.handler.data_sink(s, envelope)
+            chunks = envelope.bdat = Chunks(sink, LineEnds(sink.write))
+        limit = self.options.max_message_size
+        chunks.size += size
+        if limit is not None and chunks.size > limit:
+            chunks.too_big = True
+        write = (lambda data: None) if chunks.too_big else chunks.write
+        if not await self.input.read_chunk(size, write, self.options.data_timeout):
+            raise ConnectionError("peer closed during BDAT")
+        if not last:
+            self.reply(Reply(250, "2.0.0", f"{size} octets received"))
+            return True
+        chunks.write.close()
+        self._log("<", f"<message of {chunks.size} bytes in chunks>")
+        envelope.bdat = None
+        s.envelope = None
+        try:
+            if chunks.too_big:
+                self.reply(Reply(552, "5.3.4", "Message size exceeds fixed maximum message size"))
+            else:
+                self.reply(await self.handler.on_data(s, envelope, chunks.sink))
+        finally:
+            chunks.sink.close()
         return True
 
     async def _smtp_rset(self, arg: str) -> bool:

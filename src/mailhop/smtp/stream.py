@@ -6,8 +6,9 @@ body up to the ``CRLF.CRLF`` terminator and hands it to a sink as it arrives: th
 dot-stuffing removed (the first dot of any line that begins with one), bare CR and
 bare LF made CRLF, and counted against the size limit.  Beyond
 the limit nothing more is handed over, but the body is read to its terminator so the
-session stays in step.  Neither keeps more than a read's worth plus one line in
-memory, whatever the size of the message.
+session stays in step.  ``read_chunk`` reads a BDAT chunk (RFC 3030) of a given size, and
+``LineEnds`` gives it the same CRLF normalization.  None keeps more than a read's worth plus
+one line in memory, whatever the size of the message.
 """
 
 from __future__ import annotations
@@ -109,6 +110,45 @@ class Input:
             if not data:
                 return None
             pending += data
+
+
+    async def read_chunk(self, size: int, write: Callable[[bytes], None], timeout: float) -> bool:
+        """Hand the next ``size`` bytes (a BDAT chunk, RFC 3030) to ``write`` as they arrive;
+        False when the peer closed first.  Never more than a read's worth in memory."""
+        left = size
+        while left:
+            if not self.buf and not await self._fill(timeout):
+                return False
+            piece = bytes(self.buf[:left])
+            del self.buf[:left]
+            left -= len(piece)
+            write(piece)
+        return True
+
+
+class LineEnds:
+    """Bare CR and bare LF made CRLF across the chunks of a BDAT body, as ``read_data`` does
+    for DATA (a CR that ends one chunk waits for the next: its LF may begin it)."""
+
+    def __init__(self, write: Callable[[bytes], None]) -> None:
+        self.write = write
+        self.cr = False
+
+    def __call__(self, data: bytes) -> None:
+        if self.cr:
+            data = b"\r" + data
+            self.cr = False
+        if data.endswith(b"\r"):
+            data, self.cr = data[:-1], True
+        if b"\r" in data or b"\n" in data:
+            data = BARE.sub(b"\r\n", data)
+        if data:
+            self.write(data)
+
+    def close(self) -> None:
+        if self.cr:  # the body ended with a bare CR
+            self.cr = False
+            self.write(b"\r\n")
 
 
 class _Body:
