@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -11,8 +9,7 @@ from typing import Any
 import pytest
 
 from tests.support.mailhop import Mailhop
-from tests.support.net import free_port
-from tests.support.postfix import Listener, Postfix
+from tests.support.postfix import Postfix, start_throwaway, stop_throwaway
 from tests.support.sink import Sink
 
 pytestmark = pytest.mark.e2e
@@ -31,19 +28,13 @@ def postfix_factory(tmp_path: Path, capture: Sink) -> Iterator[Callable[..., Pos
     started: list[Postfix] = []
 
     def make(*hostnames: str, **kwargs: Any) -> Postfix:
-        listeners = [Listener(free_port(), name) for name in (hostnames or ("relay.contoso.test",))]
-        # Postfix's unprivileged daemons must reach their directories: pytest's tmp_path is
-        # private to root, so the instance lives in a folder of its own under /tmp.
-        root = Path(tempfile.mkdtemp(prefix="mailhop-postfix-"))
-        root.chmod(0o755)
-        pf = Postfix(root, listeners, f"[127.0.0.1]:{capture.port}", **kwargs)
+        pf = start_throwaway(f"[127.0.0.1]:{capture.port}", hostnames or ("relay.contoso.test",), **kwargs)
         started.append(pf)
-        return pf.start()
+        return pf
 
     yield make
     for pf in started:
-        pf.stop()
-        shutil.rmtree(pf.root, ignore_errors=True)
+        stop_throwaway(pf)
 
 
 @pytest.fixture

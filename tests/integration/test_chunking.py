@@ -11,17 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import re
-import shutil
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.support.client import make_message, submit
 from tests.support.net import free_port
-from tests.support.postfix import Listener, Postfix
+from tests.support.postfix import Postfix, start_throwaway, stop_throwaway
 from tests.support.sink import Sink
 from tests.support.wait import async_wait_for
 
@@ -73,12 +70,9 @@ async def test_bdat_between_two_mailhop_servers_small_and_in_parts(transport_fac
 
 @pytest.fixture
 def postfix(sink: Sink) -> Iterator[Postfix]:
-    root = Path(tempfile.mkdtemp(prefix="mailhop-postfix-"))
-    root.chmod(0o755)  # Postfix's unprivileged daemons must reach it
-    pf = Postfix(root, [Listener(free_port(), "relay.contoso.test")], f"[127.0.0.1]:{sink.port}").start()
+    pf = start_throwaway(f"[127.0.0.1]:{sink.port}")
     yield pf
-    pf.stop()
-    shutil.rmtree(root, ignore_errors=True)
+    stop_throwaway(pf)
 
 
 async def test_postfix_takes_a_large_message_in_chunks_intact(transport_factory: Any, sink: Sink,

@@ -10,38 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import re
-import shutil
 import subprocess
-import tempfile
 import uuid
-from pathlib import Path
 from typing import Any
 
 import aiosmtplib
 import pytest
 
-from tests.integration.test_tls_auth import add_relay
+from tests.integration.test_tls_auth import add_relay, receiver_factory
 from tests.support.client import make_message
-from tests.support.net import free_port
-from tests.support.postfix import Listener, Postfix
+from tests.support.postfix import Postfix, start_throwaway, stop_throwaway
 from tests.support.tlsfix import Receiver
 from tests.support.wait import async_wait_for
 
 SENDER = "alice@contoso.test"
-
-
-@pytest.fixture
-def receiver_factory() -> Any:
-    started: list[Receiver] = []
-
-    def make(**kwargs: Any) -> Receiver:
-        r = Receiver(**kwargs).start()
-        started.append(r)
-        return r
-
-    yield make
-    for r in started:
-        r.stop()
+__all__ = ["receiver_factory"]  # the fixture, shared with test_tls_auth
 
 
 async def send(t: Any, to: str, mail_options: list[str] | None = None, rcpt_options: list[str] | None = None,
@@ -156,17 +139,13 @@ async def test_notify_never_gets_no_ndr_and_the_default_does(transport_factory: 
 def postfix_factory() -> Any:
     started: list[Postfix] = []
 
-    def make(relayhost: str, **kwargs: Any) -> Postfix:
-        root = Path(tempfile.mkdtemp(prefix="mailhop-postfix-"))
-        root.chmod(0o755)  # Postfix's unprivileged daemons must reach it
-        pf = Postfix(root, [Listener(free_port(), "relay.contoso.test")], relayhost, **kwargs)
-        started.append(pf)
-        return pf.start()
+    def make(relayhost: str) -> Postfix:
+        started.append(start_throwaway(relayhost))
+        return started[-1]
 
     yield make
     for pf in started:
-        pf.stop()
-        shutil.rmtree(pf.root, ignore_errors=True)
+        stop_throwaway(pf)
 
 
 async def test_postfix_as_next_hop_gets_the_dsn_parameters(transport_factory: Any, receiver_factory: Any,

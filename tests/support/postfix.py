@@ -13,12 +13,14 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.support.net import port_open
+from tests.support.net import free_port, port_open
 from tests.support.wait import wait_for
 
 MASTER_SERVICES = """\
@@ -138,3 +140,21 @@ class Postfix:
     def maillog(self) -> str:
         path = self.root / "maillog"
         return path.read_text() if path.exists() else ""
+
+
+def start_throwaway(relayhost: str, hostnames: tuple[str, ...] = ("relay.contoso.test",), **kwargs: Any) -> Postfix:
+    """A started instance, one listener per name, in a folder of its own under /tmp: pytest's
+    tmp_path is private to root, and Postfix's unprivileged daemons must reach their directories."""
+    root = Path(tempfile.mkdtemp(prefix="mailhop-postfix-"))
+    root.chmod(0o755)
+    pf = Postfix(root, [Listener(free_port(), name) for name in hostnames], relayhost, **kwargs)
+    try:
+        return pf.start()
+    except BaseException:
+        shutil.rmtree(root, ignore_errors=True)
+        raise
+
+
+def stop_throwaway(pf: Postfix) -> None:
+    pf.stop()
+    shutil.rmtree(pf.root, ignore_errors=True)
