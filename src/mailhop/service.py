@@ -124,6 +124,7 @@ class Service:
                     tls_context=tls_context,
                     require_tls=rc.require_tls,
                     auth_enabled=rc.auth and tls_context is not None,
+                    binary_mime=rc.binary_mime_enabled,
                     clock=clock,
                 ), protocol_log=receive_trace(receive_log, rc.name) if rc.protocol_logging_level == "Verbose" else None,
                    accepting=lambda: not scheduler.draining)

@@ -9,6 +9,7 @@ Postfix (which offers CHUNKING) takes the same large message intact.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 from collections.abc import Iterator
@@ -85,3 +86,39 @@ async def test_postfix_takes_a_large_message_in_chunks_intact(transport_factory:
     [got] = await async_wait_for(lambda: sink.for_recipient("bob@fabrikam.test"), timeout=60,
                                  what="the message through Postfix")
     assert got.data.split(b"\r\n\r\n", 1)[1] == data.split(b"\r\n\r\n", 1)[1]
+
+
+async def test_binarymime_is_relayed_in_chunks_and_fails_5_6_3_where_it_cannot_go(transport_factory: Any,
+                                                                                  sink: Sink) -> None:
+    # client -> A (BINARYMIME on) -> B (BINARYMIME on) -> the sink, which offers neither CHUNKING nor
+    # BINARYMIME: B fails the recipient with 5.6.3 and its NDR (headers only) reaches the sender.
+    b_port = free_port()
+    b = await transport_factory(receive_connectors=[{"name": "From A", "bind": f"127.0.0.1:{b_port}",
+                                                     "remote_ip_ranges": ["127.0.0.0/8"], "binary_mime_enabled": True,
+                                                     "protocol_logging_level": "Verbose"}])
+    await b.connector(Name="Out", DNSRoutingEnabled="false", SmartHosts=f"[127.0.0.1]:{sink.port}", AddressSpaces="*")
+    a_port = free_port()
+    a = await transport_factory(receive_connectors=[{"name": "Apps", "bind": f"127.0.0.1:{a_port}",
+                                                     "remote_ip_ranges": ["127.0.0.0/8"], "binary_mime_enabled": True}])
+    await a.connector(Name="To B", DNSRoutingEnabled="false", SmartHosts=f"[127.0.0.1]:{b_port}", AddressSpaces="*")
+    binary = (b"From: <alice@contoso.test>\r\nTo: <bob@fabrikam.test>\r\nSubject: binary\r\n"
+              b"Content-Type: application/octet-stream\r\n\r\n\x00\x01\rbare\nsecret-7777\r")
+    reader, writer = await asyncio.open_connection("127.0.0.1", a_port)
+    try:
+        await reader.readline()
+        writer.write(b"EHLO client.test\r\n")
+        while not (await reader.readline()).startswith(b"250 "):
+            pass
+        writer.write(b"MAIL FROM:<alice@contoso.test> BODY=BINARYMIME\r\nRCPT TO:<bob@fabrikam.test>\r\n"
+                     + f"BDAT {len(binary)} LAST\r\n".encode() + binary)
+        replies = [await reader.readline() for _ in range(3)]
+        assert all(r.startswith(b"250") for r in replies), replies
+    finally:
+        writer.close()
+    [ndr] = await async_wait_for(lambda: [m for m in sink.messages if m.mail_from in ("", "<>")], timeout=60,
+                                 what="B's NDR")
+    assert b"5.6.3" in ndr.data and b"BINARYMIME" in ndr.data
+    assert b"text/rfc822-headers" in ndr.data and b"secret-7777" not in ndr.data
+    assert not sink.for_recipient("bob@fabrikam.test")
+    log = receive_log(b)
+    assert "BODY=BINARYMIME" in log and re.search(r"BDAT \d+ LAST", log), log[-2000:]

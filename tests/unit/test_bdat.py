@@ -87,5 +87,23 @@ async def test_a_bdat_size_that_cannot_be_read_ends_the_session(smtp: Harness) -
     client = await smtp.session(running)
     await transaction(client, "a@contoso.test", ["b@fabrikam.test"])
     reply = await client.cmd("BDAT lots")
-    assert reply.code == 501 and reply.enhanced == "5.5.4"
+    assert reply.code == 421 and reply.enhanced == "4.5.4"
     await client.expect_eof()
+
+
+async def test_binarymime_only_where_enabled_and_only_in_bdat(smtp: Harness) -> None:
+    plain = await smtp.start()
+    client = await smtp.session(plain)
+    assert "BINARYMIME" not in (await client.ehlo()).keywords
+    assert (await client.cmd("MAIL FROM:<a@contoso.test> BODY=BINARYMIME")).code == 501
+    running = await smtp.start(binary_mime=True)
+    client = await smtp.session(running)
+    assert "BINARYMIME" in (await client.ehlo()).keywords
+    assert (await client.cmd("MAIL FROM:<a@contoso.test> BODY=BINARYMIME")).code == 250
+    assert (await client.cmd("RCPT TO:<b@fabrikam.test>")).code == 250
+    refused = await client.cmd("DATA")
+    assert refused.code == 503 and "BDAT" in refused.texts[0]
+    binary = b"Content-Type: application/octet-stream\r\n\r\n\x00\x01\rbare\ncr\r"
+    await client.send(bdat(binary, last=True))
+    assert (await client.read_reply()).code == 250
+    assert running.handler.data == [binary]  # binary: CR and LF are data, nothing is changed

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import re
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -52,7 +53,7 @@ COMMANDS = st.one_of(
     st.builds(lambda p, ps: _line("RCPT TO:", p, ps), PATH, PARAMS),
     st.builds(lambda p: f"MAIL FROM: {p}".encode(), PATH),
     st.sampled_from([b"DATA", b"RSET", b"NOOP", b"NOOP hello", b"VRFY bob", b"EXPN list", b"HELP", b"STARTTLS",
-                     b"BDAT 10 LAST", b"AUTH LOGIN", b"AUTH CRAM-MD5", b"AUTH", b"QUIT", b"", b" ", b"MAIL", b"RCPT"]),
+                     b"BDAT 10 LAST", b"BDAT 7", b"BDAT 0 LAST", b"BDAT x", b"AUTH LOGIN", b"AUTH CRAM-MD5", b"AUTH", b"QUIT", b"", b" ", b"MAIL", b"RCPT"]),
     st.builds(lambda u, p: b"AUTH PLAIN " + base64.b64encode(f"\0{u}\0{p}".encode()), TEXT, TEXT),
     st.builds(lambda b: b"AUTH PLAIN " + b, RAW),
     RAW,
@@ -67,7 +68,14 @@ async def _session(port: int, commands: list[bytes], bodies: list[list[bytes]]) 
     try:
         assert (await client.read_reply()).code == 220
         for i, command in enumerate(commands):
-            await client.send(command + b"\r\n")
+            chunk = re.fullmatch(rb"BDAT (\d+)( LAST)?", command)
+            if chunk:  # RFC 3030: the chunk's bytes follow the command, whatever the reply will be
+                data = b"\r\n".join(bodies[i % len(bodies)]) if bodies else b""
+                size = int(chunk.group(1))
+                command += b"\r\n" + (data + b"x" * size)[:size]
+                await client.send(command)
+            else:
+                await client.send(command + b"\r\n")
             reply = await client.read_reply()
             if reply.code in (221, 421):
                 await client.expect_eof()

@@ -37,6 +37,10 @@ class ReceiveConnectorSettings(Section):
     auth: bool = True
     # Delay before answering a failed AUTH, growing with each failure of the session.
     failed_login_delay: Duration = 1.0
+    # Offer BINARYMIME (RFC 3030, Exchange's BinaryMimeEnabled): binary bodies in BDAT chunks.
+    # Off by default: mailhop does not convert them, so such a message only leaves to next hops
+    # that offer BINARYMIME too (others fail it with 5.6.3).
+    binary_mime_enabled: bool = False
 
     @model_validator(mode="after")
     def _timeouts(self) -> ReceiveConnectorSettings:

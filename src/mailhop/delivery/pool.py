@@ -250,7 +250,7 @@ class NextHop:
             nonlocal transaction_started, pending, answered, dsn_passed
             tx = await c.send(claim.message.sender, [r.address for r in pending], body,
                               eight_bit=claim.message.eight_bit, smtputf8=claim.message.smtputf8,
-                              require_tls=claim.message.require_tls, dsn=dsn)
+                              require_tls=claim.message.require_tls, dsn=dsn, binary_mime=claim.message.binary_mime)
             transaction_started = True
             if tx.failure is not None and (tx.failure.temporary or tx.next_host):
                 errors.append((Endpoint(c.host, c.ip, c.port), tx.failure))

@@ -67,6 +67,7 @@ class MessageInfo:
     require_tls: bool = False    # MAIL FROM ... REQUIRETLS (RFC 8689): validated TLS all the way
     tls_optional: bool = False   # "TLS-Required: No" (RFC 8689 section 5): DANE/MTA-STS not enforced
     dsn: str | None = None       # the MAIL's DSN parameters (model.dsn_params): RET, ENVID
+    binary_mime: bool = False    # BODY=BINARYMIME (RFC 3030): leaves only to BINARYMIME next hops
 
     @property
     def tls_demand(self) -> str:

@@ -38,8 +38,8 @@ class NdrComposer:
             return None
         s = self.ctx.settings
         limit = s.queue.ndr_max_attach_size
-        if dsn_params.ret(info.dsn) == "HDRS":
-            limit = 0  # RET=HDRS: the headers only
+        if dsn_params.ret(info.dsn) == "HDRS" or info.binary_mime:
+            limit = 0  # RET=HDRS, or a binary body an NDR could not carry as it is: the headers only
         if info.require_tls:
             original = b""  # nothing of a REQUIRETLS message goes into its NDR (dsn.build)
         if original is None:

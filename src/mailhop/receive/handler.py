@@ -182,6 +182,7 @@ class ReceiveHandler:
             # Ignored with REQUIRETLS, which asks the opposite.
             tls_optional=not envelope.require_tls and (block.first(pairs, "TLS-Required") or "").strip().lower() == "no",
             dsn=envelope.dsn,
+            binary_mime=envelope.binary_mime,
         )
         received = stamp.received(session, self.fqdn, info.id, envelope.rcpt_to, now)
         try:

@@ -261,12 +261,13 @@ class ClientConnection:
 
     async def send(
         self, sender: str, recipients: list[str], body: Body, *, eight_bit: bool = False, smtputf8: bool = False,
-        require_tls: bool = False, dsn: DsnRequest | None = None,
+        require_tls: bool = False, dsn: DsnRequest | None = None, binary_mime: bool = False,
     ) -> Transaction:
         """One transaction; never raises for what the peer says or does, nor when a streamed
         body cannot be read (the connection is dropped before the end of DATA: 451 4.3.0)."""
         size = len(body) if isinstance(body, bytes) else body.size
-        options = mail_parameters(sender, recipients, size, self.extensions, eight_bit, smtputf8, require_tls)
+        options = mail_parameters(sender, recipients, size, self.extensions, eight_bit, smtputf8, require_tls,
+                                  binary_mime)
         if isinstance(options, Reply):
             return refused_before_mail(options, recipients)
         passed = dsn if dsn is not None and self.supports("dsn") else DsnRequest(None, {})

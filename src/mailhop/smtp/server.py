@@ -129,6 +129,10 @@ class Envelope:
     def require_tls(self) -> bool:
         return "REQUIRETLS" in self.params
 
+    @property
+    def binary_mime(self) -> bool:
+        return (self.params.get("BODY") or "").upper() == "BINARYMIME"
+
 
 class DataSink(Protocol):
     """Where a transaction's body goes while it arrives (dot-stuffing removed, CRLF line ends)."""
@@ -165,6 +169,7 @@ class ServerOptions:
     # AUTH PLAIN/LOGIN offered when a handler can verify users; only over TLS unless allowed.
     auth_enabled: bool = False
     auth_requires_tls: bool = True
+    binary_mime: bool = False      # offer BINARYMIME (with CHUNKING)
     max_connections: int = 5000
     max_connections_per_source: int = 200
     clock: Clock = SYSTEM_CLOCK
@@ -437,6 +442,8 @@ class _Connection:
         size = self.options.max_message_size
         lines.append(f"SIZE {size}" if size is not None else "SIZE")
         lines += ["PIPELINING", "8BITMIME", "ENHANCEDSTATUSCODES", "SMTPUTF8", "DSN", "CHUNKING"]
+        if self.options.binary_mime:
+            lines.append("BINARYMIME")
         if self.options.tls_context is not None and self.session.tls is None:
             lines.append("STARTTLS")
         if self.session.tls is not None:
@@ -595,7 +602,8 @@ class _Connection:
                     self.reply(Reply(552, "5.3.4", "Message size exceeds fixed maximum message size"))
                     return True
             elif key == "BODY":
-                if (value or "").upper() not in ("7BIT", "8BITMIME"):
+                body_types = ("7BIT", "8BITMIME", "BINARYMIME") if self.options.binary_mime else ("7BIT", "8BITMIME")
+                if (value or "").upper() not in body_types:
                     self.reply(Reply(501, "5.5.4", "Unsupported BODY parameter"))
                     return True
             elif key == "SMTPUTF8":
@@ -680,6 +688,9 @@ class _Connection:
         if envelope.bdat is not None:
             self.reply(Reply(503, "5.5.1", "Error: DATA after BDAT in one transaction"))
             return True
+        if envelope.binary_mime:  # RFC 3030 3: a binary body comes in BDAT chunks only
+            self.reply(Reply(503, "5.5.1", "Error: BODY=BINARYMIME needs BDAT, not DATA"))
+            return True
         sink = self.handler.data_sink(s, envelope)
         try:
             self.reply(Reply(354, "", "Start mail input; end with <CRLF>.<CRLF>"))
@@ -700,11 +711,13 @@ class _Connection:
 
     async def _smtp_bdat(self, arg: str) -> bool:
         """RFC 3030: ``BDAT <size> [LAST]``; the chunk is read whatever the reply, so the
-        session stays in step, and a size that cannot be read ends the session."""
+        session stays in step, and a size that cannot be read ends the session (421)."""
         m = re.fullmatch(r"(\d{1,12})(?: +(LAST))?", arg, re.I)
         if m is None:
-            self.close_now(Reply(501, "5.5.4", "Syntax: BDAT <size> [LAST]; closing the connection, "
-                                               "the chunk's end cannot be found"))
+            # 421, as for every reply that ends a session (RFC 5321 3.8): nothing after this line
+            # can be read in step any more.
+            self.close_now(Reply(421, "4.5.4", f"{self.options.hostname} Syntax: BDAT <size> [LAST]; the "
+                                               "chunk's end cannot be found, closing connection"))
             return False
         size, last = int(m.group(1)), m.group(2) is not None
         s = self.session
@@ -722,7 +735,9 @@ class _Connection:
         chunks = envelope.bdat
         if chunks is None:
             sink = self.handler.data_sink(s, envelope)
-            chunks = envelope.bdat = Chunks(sink, LineEnds(sink.write))
+            # A binary body is taken as it is: its CR and LF are data (it only ever leaves in BDAT
+            # chunks, where no line ending can end a message early).
+            chunks = envelope.bdat = Chunks(sink, LineEnds(sink.write, binary=envelope.binary_mime))
         limit = self.options.max_message_size
         chunks.size += size
         if limit is not None and chunks.size > limit:

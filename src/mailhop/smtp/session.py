@@ -97,7 +97,8 @@ class NextHopSession(Protocol):
     def usable(self) -> bool: ...
 
     async def send(self, sender: str, recipients: list[str], body: Body, *, eight_bit: bool = False,
-                   smtputf8: bool = False, require_tls: bool = False, dsn: DsnRequest | None = None) -> Transaction:
+                   smtputf8: bool = False, require_tls: bool = False, dsn: DsnRequest | None = None,
+                   binary_mime: bool = False) -> Transaction:
         ...
 
     async def close(self) -> None: ...
@@ -120,6 +121,8 @@ def no_verify_context() -> ssl.SSLContext:
 
 
 NO_SMTPUTF8 = Reply(550, "5.6.7", "SMTPSEND.Utf8; the remote server does not support SMTPUTF8")
+NO_BINARYMIME = Reply(550, "5.6.3", "SMTPSEND.BinaryMime; the remote server does not support BINARYMIME and "
+                                    "CHUNKING, and the message's binary body is not converted")
 NO_REQUIRETLS = Reply(550, "5.7.30", "REQUIRETLS support required: the next hop does not offer REQUIRETLS "
                                      "(RFC 8689), so the message, sent with REQUIRETLS, was not given to it")
 
@@ -130,21 +133,26 @@ def refused_before_mail(reply: Reply, recipients: list[str]) -> Transaction:
     5.6.7 only when no endpoint has it.  The same for a REQUIRETLS message and a host without
     REQUIRETLS (5.7.30)."""
     return Transaction({r: reply for r in recipients}, failure=reply,
-                       next_host=reply is NO_SMTPUTF8 or reply is NO_REQUIRETLS)
+                       next_host=reply in (NO_SMTPUTF8, NO_REQUIRETLS, NO_BINARYMIME))
 
 
 def mail_parameters(sender: str, recipients: list[str], size: int, extensions: dict[str, str],
-                    eight_bit: bool, smtputf8: bool, require_tls: bool = False) -> list[str] | Reply:
+                    eight_bit: bool, smtputf8: bool, require_tls: bool = False,
+                    binary_mime: bool = False) -> list[str] | Reply:
     """The MAIL FROM parameters for a message, or the reply that fails it before anything is
     sent: bigger than the advertised SIZE (5.3.4), SMTPUTF8 needed and not offered (5.6.7),
-    REQUIRETLS needed and not offered (5.7.30)."""
+    REQUIRETLS needed and not offered (5.7.30), a binary body and no BINARYMIME (5.6.3)."""
     options: list[str] = []
     if "size" in extensions:
         limit = extensions.get("size", "").strip()
         if limit.isdigit() and int(limit) > 0 and size > int(limit):
             return Reply(550, "5.3.4", "SMTPSEND.OverAdvertisedSize; message size exceeds fixed maximum size")
         options.append(f"SIZE={size}")
-    if eight_bit and "8bitmime" in extensions:
+    if binary_mime:
+        if "binarymime" not in extensions or "chunking" not in extensions:
+            return NO_BINARYMIME
+        options.append("BODY=BINARYMIME")
+    elif eight_bit and "8bitmime" in extensions:
         options.append("BODY=8BITMIME")
     if smtputf8 or not sender.isascii() or not all(r.isascii() for r in recipients):
         if "smtputf8" not in extensions:

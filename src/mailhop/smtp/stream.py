@@ -130,11 +130,15 @@ class LineEnds:
     """Bare CR and bare LF made CRLF across the chunks of a BDAT body, as ``read_data`` does
     for DATA (a CR that ends one chunk waits for the next: its LF may begin it)."""
 
-    def __init__(self, write: Callable[[bytes], None]) -> None:
+    def __init__(self, write: Callable[[bytes], None], binary: bool = False) -> None:
         self.write = write
         self.cr = False
+        self.binary = binary  # BODY=BINARYMIME: nothing is changed
 
     def __call__(self, data: bytes) -> None:
+        if self.binary:
+            self.write(data)
+            return
         if self.cr:
             data = b"\r" + data
             self.cr = False

@@ -132,12 +132,13 @@ class FakeSession:
 
     async def send(
         self, sender: str, recipients: list[str], body: Body, *, eight_bit: bool = False, smtputf8: bool = False,
-        require_tls: bool = False, dsn: DsnRequest | None = None,
+        require_tls: bool = False, dsn: DsnRequest | None = None, binary_mime: bool = False,
     ) -> Transaction:
         """One transaction, answered as ClientConnection answers it; never raises for what the peer does."""
         await asyncio.sleep(0)
         size = len(body) if isinstance(body, bytes) else body.size
-        options = mail_parameters(sender, recipients, size, self.extensions, eight_bit, smtputf8, require_tls)
+        options = mail_parameters(sender, recipients, size, self.extensions, eight_bit, smtputf8, require_tls,
+                                  binary_mime)
         if isinstance(options, Reply):
             return refused_before_mail(options, recipients)
         try:

@@ -17,7 +17,7 @@ from mailhop.store.engine import Conn, Row
 MESSAGE_COLUMNS = (
     "id", "sender", "received_at", "size", "origin_server", "expires_at", "delay_at",
     "message_id", "subject", "client_ip", "client_hostname", "receive_connector",
-    "auth_user", "kind", "smtputf8", "eight_bit", "crash_count", "require_tls", "tls_optional", "dsn",
+    "auth_user", "kind", "smtputf8", "eight_bit", "crash_count", "require_tls", "tls_optional", "dsn", "binary_mime",
 )
 RECIPIENT_COLUMNS = (
     "id", "message_id", "address", "status", "queue", "delivery_type", "next_hop",
@@ -42,6 +42,7 @@ def message_info(row: Row) -> MessageInfo:
     data["eight_bit"] = bool(data["eight_bit"])
     data["require_tls"] = bool(data["require_tls"])
     data["tls_optional"] = bool(data["tls_optional"])
+    data["binary_mime"] = bool(data["binary_mime"])
     return MessageInfo(**data)
 
 
@@ -59,6 +60,7 @@ def insert_messages(conn: Conn, messages: Sequence[NewMessage]) -> None:
                 m.info.client_ip, m.info.client_hostname, m.info.receive_connector,
                 m.info.auth_user, m.info.kind, int(m.info.smtputf8), int(m.info.eight_bit),
                 m.info.crash_count, int(m.info.require_tls), int(m.info.tls_optional), m.info.dsn,
+                int(m.info.binary_mime),
             )
             for m in messages
         ],
