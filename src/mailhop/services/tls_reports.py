@@ -13,7 +13,8 @@ the store's key on domain and day) and sends it to each ``rua``:
 - ``https:``: a POST of ``application/tlsrpt+gzip``, the certificate validated (the Web PKI),
   the host resolved through the delivery resolver.
 
-What became of each destination is kept with the report (``days``).  A domain without a TLSRPT
+What became of each destination is kept with the report (``days``); counts and reports older
+than ``KEEP_DAYS`` are forgotten at each round.  A domain without a TLSRPT
 record gets nothing, and is asked again at the next round.
 """
 
@@ -49,6 +50,7 @@ log = logging.getLogger(__name__)
 
 UPLOAD_TIMEOUT = 30.0
 DAY = 86400
+KEEP_DAYS = 31  # counts and sent reports older than this are forgotten
 
 
 def parse_rua(records: list[str]) -> list[str]:
@@ -132,6 +134,7 @@ class TlsReportService:
         """Send every due report (finished days; with ``now`` today's too); what was done."""
         await self.flush()
         today = utc_day(self.clock.now())
+        await self.store.tls_reports.prune(utc_day(self.clock.now() - KEEP_DAYS * DAY))
         taken = {(s.day, s.domain) for s in await self.store.tls_reports.sent()}
         results = []
         for counts in await self.store.tls_reports.counts():

@@ -259,6 +259,10 @@ class TlsReports(Protocol):
     async def update_sent(self, report: SentReport) -> None: ...
     async def sent(self) -> list[SentReport]: ...
 
+    async def prune(self, before_day: str) -> None:
+        """Forget the counts and reports of days before ``before_day`` (YYYY-MM-DD)."""
+        ...
+
 
 class Store(Protocol):
     @property

@@ -312,6 +312,10 @@ class MemoryTlsReports:
     async def update_sent(self, report: SentReport) -> None:
         self.taken[(report.day, report.domain)] = report
 
+    async def prune(self, before_day: str) -> None:
+        self.rows = {k: v for k, v in self.rows.items() if k[0] >= before_day}
+        self.taken = {k: v for k, v in self.taken.items() if k[0] >= before_day}
+
     async def sent(self) -> list[SentReport]:
         return [self.taken[k] for k in sorted(self.taken)]
 

@@ -68,6 +68,13 @@ class SqlTlsReports:
             "UPDATE tls_reports_sent SET destinations = ? WHERE day = ? AND domain = ?",
             (json.dumps(report.destinations), report.day, report.domain)))
 
+    async def prune(self, before_day: str) -> None:
+        def op(conn: Conn) -> None:
+            conn.execute("DELETE FROM tls_report_counts WHERE day < ?", (before_day,))
+            conn.execute("DELETE FROM tls_reports_sent WHERE day < ?", (before_day,))
+
+        await self.db.write(op)
+
     async def sent(self) -> list[SentReport]:
         def op(conn: Conn) -> list[SentReport]:
             return [_sent(r) for r in conn.execute("SELECT * FROM tls_reports_sent ORDER BY day, domain")]
