@@ -98,7 +98,8 @@ class Service:
         resolver = DnsResolver.from_settings(s.dns)
         send_log = ProtocolLog(s.data_dir, True, s.protocol_log, clock)
         self.logs = [send_log]
-        self.tls_counter = TlsCounter(clock)
+        # Sessions are counted for TLS reports only when they are sent (nothing piles up otherwise).
+        self.tls_counter = TlsCounter(clock) if s.tls_reporting.enabled else None
         security = transport_security(s, store.mta_sts, resolver, clock, self.tls_counter)
         self.scheduler = scheduler = Scheduler(ctx, live, ndr, resolver, tls_plan=security.plan,
                                                protocol_log=send_log, tls_outcome=security.outcome)

@@ -1,8 +1,7 @@
 """The rules behind every surface: the CLI, the REST API, the console and the control socket only translate.
 
-``Services`` bundles one service per resource (connectors, queues, servers, tokens,
-routing, dkim, readiness, tls,
-tls_reports) over one store.  The server builds it once; the CLI builds its own only when
+``Services`` bundles one service per resource (connectors, queues, servers, tokens, routing,
+dkim, readiness, tls, tls_reports) over one store.  The server builds it once; the CLI builds its own only when
 no server runs on its data directory (otherwise it calls the server's through the
 control socket, so only the server composes NDRs and writes the tracking log).
 """

@@ -1,7 +1,7 @@
 """The SQL store: every repository over one engine, with one body of SQL for SQLite and PostgreSQL.
 
-``SqlStore`` wires the repositories (connectors, messages, queues, servers, tokens, dkim,
-mta_sts, tls_reports) to
+``SqlStore`` wires the repositories (connectors, messages, queues, servers, tokens,
+dkim, mta_sts, tls_reports) to
 one ``Engine`` (writer thread with group commit, reader thread) and runs the
 migrations when it opens; ``store.sqlite`` and ``store.postgres`` supply the dialects.
 """
