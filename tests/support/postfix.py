@@ -69,11 +69,15 @@ class Postfix:
         return self.root / "conf"
 
     def _postfix(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["postfix", "-c", str(self.conf), *args], capture_output=True, text=True, timeout=60)
+        # Postfix's own umask, whatever this process's is (mailhop's CLI sets 077, run in-process by
+        # some tests): the queue directories it creates must be open to its unprivileged daemons.
+        return subprocess.run(["postfix", "-c", str(self.conf), *args], capture_output=True, text=True, timeout=60,
+                              umask=0o022)
 
     def write_config(self) -> None:
         for d in ("conf", "queue", "data"):
             (self.root / d).mkdir(parents=True, exist_ok=True)
+            (self.root / d).chmod(0o755)
         shutil.chown(self.root / "data", user="postfix")
         access = self.conf / "recipient_access"
         access.write_text("".join(f"{r} 550 5.1.1 User unknown\n" for r in sorted(self.reject)) or "# none\n")
