@@ -33,6 +33,7 @@ import dns.asyncresolver
 import dns.edns
 import dns.exception
 import dns.flags
+import dns.message
 import dns.nameserver
 import dns.rdatatype
 import dns.resolver
@@ -133,12 +134,9 @@ class DnsResolver:
     def from_settings(cls, dns: DnsSettings) -> DnsResolver:
         return cls(dns.nameservers, dns.timeout, dns.lifetime, dnssec=dns.dnssec == "trust-ad")
 
-    def _secure(self, answer: dns.resolver.Answer | None, denial: bool) -> bool:
-        if not self.dnssec:
-            return False
-        if answer is None:
-            return denial
-        return bool(answer.response.flags & dns.flags.AD)
+    def _secure(self, response: dns.message.Message | None) -> bool:
+        """The resolver validated the answer (or the denial): AD set, and trusted."""
+        return self.dnssec and response is not None and bool(response.flags & dns.flags.AD)
 
     async def _query(self, name: str, rdtype: str) -> dns.resolver.Answer | None:
         answer, _ = await self._query_secure(name, rdtype)
@@ -148,10 +146,9 @@ class DnsResolver:
         """The answer (None for NODATA) and whether it was secure."""
         try:
             answer = await self._resolver.resolve(name, rdtype, search=False)
-            return answer, self._secure(answer, False)
+            return answer, self._secure(answer.response)
         except dns.resolver.NoAnswer as exc:
-            response = exc.response()  # type: ignore[no-untyped-call]
-            return None, self.dnssec and bool(response is not None and response.flags & dns.flags.AD)
+            return None, self._secure(exc.response())  # type: ignore[no-untyped-call]
         except dns.resolver.NXDOMAIN:
             raise DnsError(f"{name}: nonexistent domain (NXDOMAIN)", permanent=True) from None
         except dns.resolver.NoNameservers as exc:

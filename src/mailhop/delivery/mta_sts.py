@@ -187,14 +187,13 @@ class StsPolicies:
     """The policies in force, per domain: the store's cache in front, DNS and HTTPS behind."""
 
     def __init__(self, cache: StsCache, resolver: Resolver, context: ssl.SSLContext, clock: Clock,
-                 fetch_timeout: float = 10.0, recheck: float = 300.0, port: int = 443) -> None:
+                 fetch_timeout: float = 10.0, recheck: float = 300.0) -> None:
         self.cache = cache
         self.resolver = resolver
         self.context = context
         self.clock = clock
         self.fetch_timeout = fetch_timeout
         self.recheck = recheck
-        self.port = port
         self._known: dict[str, _Known] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -218,12 +217,6 @@ class StsPolicies:
         window = max(self.recheck, RETRY_AFTER_FAILURE) if known.lookup.error else self.recheck
         return now - known.checked_at < window and _fresh(known.cached, now, 0)
 
-    def forget(self, domain: str | None = None) -> None:
-        if domain is None:
-            self._known.clear()
-        else:
-            self._known.pop(domain.lower(), None)
-
     async def _refresh(self, domain: str) -> tuple[CachedPolicy | None, StsLookup]:
         now = self.clock.now()
         cached = await self.cache.get(domain)
@@ -241,7 +234,7 @@ class StsPolicies:
         if cached is not None and cached.policy_id == policy_id and _fresh(cached, now, _margin(cached)):
             return cached, _from_cache(cached, None)
         try:
-            text = await fetch_policy(domain, self.resolver, self.context, self.fetch_timeout, self.port)
+            text = await fetch_policy(domain, self.resolver, self.context, self.fetch_timeout)
             policy = parse_policy(text)
         except StsError as exc:
             log.info("MTA-STS policy of %s: %s", domain, exc)

@@ -46,7 +46,7 @@ from mailhop.delivery import dane
 from mailhop.delivery.dns import DnsError, Resolver, TlsaRecord
 from mailhop.delivery.endpoints import Endpoint
 from mailhop.delivery.mta_sts import StsCache, StsLookup, StsPolicies, StsPolicy
-from mailhop.delivery.tls import TlsPolicy, cert_dns_names, domain_matches
+from mailhop.delivery.tls import TlsPolicy, name_check
 from mailhop.delivery.tls_results import PolicyKey, TlsCounter, result_type
 from mailhop.errors import ConnectionFailure
 from mailhop.model.connector import SendConnector
@@ -117,8 +117,16 @@ class TransportSecurity:
         if failure is None and tls_up:
             self.counter.success(report.key)
             return
-        text = failure.text if failure is not None else f"{endpoint.host} did not offer STARTTLS"
-        self.counter.failure(report.key, result_type(text), endpoint.host, endpoint.ip, text)
+        self._failed(report, endpoint, failure.text if failure is not None else
+                     f"{endpoint.host} did not offer STARTTLS")
+
+    def _failed(self, report: Report | None, endpoint: Endpoint, text: str, kind: str | None = None) -> None:
+        """Count one failed session for TLS reporting (``kind``: its RFC 8460 result type, else
+        read from ``text``); the session's success is then not counted."""
+        if report is None or self.counter is None:
+            return
+        self.counter.failure(report.key, kind or result_type(text), endpoint.host, endpoint.ip, text)
+        report.counted = True
 
     async def decide(self, connector: SendConnector, endpoint: Endpoint, domain: str) -> HostPolicy:
         host = endpoint.host
@@ -187,9 +195,7 @@ class TransportSecurity:
             # hold the message back; the connector's own settings still apply.
             return dataclasses.replace(self.tls.plan(connector, endpoint, domain), policy=TLS_REQUIRED_NO)
         if decision.refusal is not None:
-            if report is not None and self.counter is not None:
-                self.counter.failure(report.key, result_type(decision.refusal.text), endpoint.host, endpoint.ip,
-                                     decision.refusal.text)
+            self._failed(report, endpoint, decision.refusal.text)
             raise ConnectionFailure(decision.refusal, "policy")
         if decision.policy == DANE and (decision.usable_tlsa or demand != "requiretls"):
             return dataclasses.replace(self._dane_plan(connector, endpoint, list(decision.usable_tlsa)), report=report)
@@ -206,11 +212,10 @@ class TransportSecurity:
             return dataclasses.replace(base, policy=decision.policy, report=report,
                                        verify_chain=self._testing_check(report, endpoint, sts))
         error = decision.sts.error if decision.sts is not None and sts is None else None
-        if report is not None and error is not None and self.counter is not None:
+        if error is not None:
             # The domain says it has a policy that could not be had (RFC 8460 4.3.2): the session,
             # made without it, is counted as that failure.
-            self.counter.failure(report.key, error.result_type, endpoint.host, endpoint.ip, str(error))
-            report.counted = True
+            self._failed(report, endpoint, str(error), error.result_type)
         return dataclasses.replace(base, policy=decision.policy, report=report)
 
     def _testing_check(self, report: Report, endpoint: Endpoint, sts: StsPolicy) -> Callable[[list[bytes]], None]:
@@ -221,10 +226,8 @@ class TransportSecurity:
             except Exception:  # counting must never stop a delivery that testing mode lets through
                 log.exception("MTA-STS testing check of %s failed", endpoint.host)
                 return
-            if problem and self.counter is not None:
-                self.counter.failure(report.key, result_type(problem), endpoint.host, endpoint.ip,
-                                     f"MTA-STS testing: {problem}")
-                report.counted = True
+            if problem:
+                self._failed(report, endpoint, f"MTA-STS testing: {problem}", result_type(problem))
         return check
 
     def _dane_plan(self, connector: SendConnector, endpoint: Endpoint, records: list[TlsaRecord]) -> TlsPlan:
@@ -237,17 +240,9 @@ class TransportSecurity:
                        server_hostname=endpoint.host, verify_chain=check, policy=DANE)
 
     def _webpki_plan(self, connector: SendConnector, endpoint: Endpoint, name: str, policy: str) -> TlsPlan:
-        label = POLICY_LABELS[policy]
-
-        def names(peercert: dict[str, Any]) -> str | None:
-            found = cert_dns_names(peercert)
-            if domain_matches(found, name, False):
-                return None
-            return f"{label}: certificate names {', '.join(found) or '(none)'} do not match {name}"
-
         return TlsPlan(starttls=True, required=True, context=self.tls.context(True, connector.tls_certificate_name),
-                       server_hostname=endpoint.host, verify_peer=names, policy=policy,
-                       implicit=connector.implicit_tls)
+                       server_hostname=endpoint.host, verify_peer=name_check(name, False, f"{POLICY_LABELS[policy]}: "),
+                       policy=policy, implicit=connector.implicit_tls)
 
 def transport_security(settings: Settings, cache: StsCache, resolver: Resolver, clock: Clock,
                        counter: TlsCounter | None = None) -> TransportSecurity:
@@ -263,9 +258,12 @@ def trust_anchors(tls: TlsSettings) -> Callable[[], list[x509.Certificate]]:
     """The CA certificates WebPKI checks trust (the system's and ``ca_file``), read once when
     first needed (MTA-STS testing checks certificates without the handshake doing it)."""
     loaded: list[x509.Certificate] = []
+    read = False
 
     def anchors() -> list[x509.Certificate]:
-        if not loaded:
+        nonlocal read
+        if not read:  # once, even when nothing could be read (it is logged then)
+            read = True
             files = [ssl.get_default_verify_paths().cafile or SYSTEM_CA_FILE] if tls.use_system_ca else []
             files += [str(tls.ca_file)] if tls.ca_file else []
             for name in files:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import ssl
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -113,6 +114,17 @@ def domain_matches(names: list[str], expected: str, subdomains: bool) -> bool:
     return False
 
 
+def name_check(expected: str, subdomains: bool, label: str = "") -> Callable[[dict[str, Any]], str | None]:
+    """A ``TlsPlan.verify_peer``: the peer certificate's names must cover ``expected`` (why not, else)."""
+    def check(peercert: dict[str, Any]) -> str | None:
+        names = cert_dns_names(peercert)
+        if domain_matches(names, expected, subdomains):
+            return None
+        return f"{label}certificate names {', '.join(names) or '(none)'} do not match {expected}"
+
+    return check
+
+
 class TlsPolicy:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -142,14 +154,8 @@ class TlsPolicy:
         context = self.context(verify, connector.tls_certificate_name)
         check = None
         if level == "DomainValidation":
-            expected = connector.tls_domain or domain
-            subdomains = connector.tls_domain is None  # the recipient domain: any host within it
-
-            def check(peercert: dict[str, Any]) -> str | None:
-                names = cert_dns_names(peercert)
-                if domain_matches(names, expected, subdomains):
-                    return None
-                return f"certificate names {', '.join(names) or '(none)'} do not match {expected}"
+            # TlsDomain, or the recipient domain: then any host within it.
+            check = name_check(connector.tls_domain or domain, subdomains=connector.tls_domain is None)
 
         return TlsPlan(
             starttls=True, required=connector.require_tls, context=context,

@@ -48,7 +48,6 @@ class Failure:
     result_type: str
     receiving_mx: str | None
     receiving_ip: str | None
-    reason: str = field(default="", compare=False)
 
 
 @dataclass(slots=True)

@@ -26,7 +26,7 @@ def decode_xtext(text: str) -> str:
     return re.sub(r"\+([0-9A-F]{2})", lambda m: chr(int(m.group(1), 16)), text)
 
 
-def mail_params(ret: str | None, envid: str | None) -> str | None:
+def mail_params(ret: str | None = None, envid: str | None = None) -> str | None:
     parts = []
     if ret is not None:
         if ret.upper() not in ("FULL", "HDRS"):

@@ -4,8 +4,9 @@
 message: a human-readable part in Exchange's wording, the machine-readable
 ``message/delivery-status`` part, and the original message (``message/rfc822``)
 or only its headers (``text/rfc822-headers``) when it is larger than the attach
-limit; nothing of a REQUIRETLS message (RFC 8689 section 5).  A DSN is always sent from the null reverse-path; never build one for a
-message whose sender is null (the caller checks ``should_notify``).
+limit; nothing of a REQUIRETLS message (RFC 8689 section 5).  A DSN is always sent
+from the null reverse-path; never build one for a message whose sender is null (the
+caller checks ``should_notify``).
 """
 
 from __future__ import annotations

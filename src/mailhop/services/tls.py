@@ -66,15 +66,11 @@ class TlsService:
         domain = domain.strip().lower().rstrip(".")
         if not is_valid_domain(domain):
             raise ValidationError(f"'{domain}' is not a domain name")
-        connectors = await self.connectors.list()
         if connector_name:
-            matches = [c for c in connectors if c.name.lower() == connector_name.lower()]
-            if not matches:
-                raise NotFoundError(f"Send connector '{connector_name}' was not found")
-            connector = matches[0]
+            connector = await self.connectors.get(connector_name)  # NotFoundError names it
         else:
-            decision = Router(connectors, self.settings.server.name).route(f"postmaster@{domain}", "", 0)
-            found = decision.connector
+            router = Router(await self.connectors.list(), self.settings.server.name)
+            found = router.route(f"postmaster@{domain}", "", 0).connector
             if found is None:
                 raise NotFoundError(f"no send connector routes mail for {domain} from this server "
                                     "(mailhop route explain postmaster@" + domain + ")")

@@ -297,22 +297,13 @@ class ClientConnection:
 
     async def _send_pipelined(self, mail: str, rcpts: dict[str, str], body: Body) -> Transaction:
         recipients = list(rcpts)
-        if self.supports("chunking"):  # RFC 3030: the body goes in BDAT chunks once a recipient is in
-            self._write(mail + "\r\n", *(line + "\r\n" for line in rcpts.values()))
-            mail_reply = await self._reply()
-            results = {r: await self._reply() for r in recipients}
-            if not mail_reply.ok:
-                await self._rset()
-                return Transaction({r: mail_reply for r in recipients}, failure=mail_reply)
-            accepted = [r for r, reply in results.items() if reply.ok]
-            if not accepted:
-                await self._rset()
-                return Transaction(results)
-            return await self._send_chunks(results, accepted, body)
-        self._write(mail + "\r\n", *(line + "\r\n" for line in rcpts.values()), "DATA\r\n")
+        # RFC 3030: with CHUNKING the body goes in BDAT chunks once a recipient is in, so nothing
+        # follows the RCPTs; otherwise DATA leaves with them.
+        chunking = self.supports("chunking")
+        self._write(mail + "\r\n", *(line + "\r\n" for line in rcpts.values()), *(() if chunking else ("DATA\r\n",)))
         mail_reply = await self._reply()
         results = {r: await self._reply() for r in recipients}
-        data_start = await self._reply()
+        data_start = None if chunking else await self._reply()
         accepted = [r for r, reply in results.items() if reply.ok]
         if not mail_reply.ok:
             await self._after_refusal(data_start)
@@ -320,6 +311,8 @@ class ClientConnection:
         if not accepted:
             await self._after_refusal(data_start)
             return Transaction(results)
+        if data_start is None:
+            return await self._send_chunks(results, accepted, body)
         if data_start.code != 354:
             return await self._data_refused(results, accepted, data_start)
         return await self._finish_data(results, accepted, body)
@@ -399,9 +392,9 @@ class ClientConnection:
             self.writer.write(b"BDAT 0 LAST\r\n")
         return await self._end_of_message(results, accepted)
 
-    async def _after_refusal(self, data_start: Reply) -> None:
-        """DATA was pipelined behind a refused MAIL or RCPTs: leave a clean state."""
-        if data_start.code == 354:  # a server that accepted DATA anyway gets an empty message it must refuse
+    async def _after_refusal(self, data_start: Reply | None) -> None:
+        """MAIL or every RCPT was refused (DATA, when sent, pipelined behind them): leave a clean state."""
+        if data_start is not None and data_start.code == 354:  # a server that accepted DATA anyway gets an empty message it must refuse
             self._write(".\r\n")
             await self._reply()
         await self._rset()

@@ -619,12 +619,11 @@ class _Connection:
                     return True
             elif key in ("RET", "ENVID"):
                 try:
-                    dsn_params.mail_params(value if key == "RET" else None, value if key == "ENVID" else None)
+                    if value is None:
+                        raise ValueError(f"{key} needs a value")
+                    dsn_params.mail_params(**{key.lower(): value})
                 except ValueError as exc:
                     self.reply(Reply(501, "5.5.4", f"Bad DSN parameter: {exc}"))
-                    return True
-                if value is None:
-                    self.reply(Reply(501, "5.5.4", f"Bad DSN parameter: {key} needs a value"))
                     return True
             elif key == "AUTH":
                 pass  # RFC 4954 AUTH= is accepted and ignored
@@ -722,15 +721,11 @@ class _Connection:
         size, last = int(m.group(1)), m.group(2) is not None
         s = self.session
         envelope = s.envelope
-        refusal = None
-        if envelope is None:
-            refusal = Reply(503, "5.5.1", "Error: need MAIL command")
-        elif not envelope.rcpt_to:
-            refusal = Reply(554, "5.5.1", "Error: no valid recipients")
-        if refusal is not None or envelope is None:
+        if envelope is None or not envelope.rcpt_to:
             if not await self.input.read_chunk(size, lambda data: None, self.options.data_timeout):
                 raise ConnectionError("peer closed during BDAT")
-            self.reply(refusal or Reply(503, "5.5.1", "Error: need MAIL command"))
+            self.reply(Reply(503, "5.5.1", "Error: need MAIL command") if envelope is None
+                       else Reply(554, "5.5.1", "Error: no valid recipients"))
             return not await self._error()
         chunks = envelope.bdat
         if chunks is None:

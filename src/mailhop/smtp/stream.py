@@ -31,6 +31,17 @@ LONG_LINE = 64 * 1024
 BARE = re.compile(rb"\r(?!\n)|(?<!\r)\n")
 
 
+def crlf(data: bytes) -> bytes:
+    """Bare CR and bare LF made CRLF: what is stored and relayed then has one reading for every
+    next hop, so no "<LF>.<LF>" or "<CR>.<CR>" can end DATA early there (SMTP smuggling).
+    Refusing them would bounce the many applications that write bare LF.  ``data`` must not
+    end inside a CRLF (a CR waiting for its LF): the counts decide whether anything is bare."""
+    pairs = data.count(b"\r\n")
+    if data.count(b"\n") != pairs or data.count(b"\r") != pairs:
+        return BARE.sub(b"\r\n", data)
+    return data
+
+
 @dataclass(slots=True)
 class DataResult:
     size: int        # bytes handed to the sink (or that would have been, past the limit)
@@ -111,7 +122,6 @@ class Input:
                 return None
             pending += data
 
-
     async def read_chunk(self, size: int, write: Callable[[bytes], None], timeout: float) -> bool:
         """Hand the next ``size`` bytes (a BDAT chunk, RFC 3030) to ``write`` as they arrive;
         False when the peer closed first.  Never more than a read's worth in memory."""
@@ -144,8 +154,7 @@ class LineEnds:
             self.cr = False
         if data.endswith(b"\r"):
             data, self.cr = data[:-1], True
-        if b"\r" in data or b"\n" in data:
-            data = BARE.sub(b"\r\n", data)
+        data = crlf(data)
         if data:
             self.write(data)
 
@@ -168,14 +177,8 @@ class _Body:
     def segment(self, raw: bytearray) -> None:
         # RFC 5321 4.5.2: the first dot of a line that begins with one goes (as Postfix does);
         # the terminator's lone dot never reaches here.
-        data = bytes(raw).replace(b"\r\n.", b"\r\n")
-        crlf = data.count(b"\r\n")
-        if data.count(b"\n") != crlf or data.count(b"\r") != crlf:
-            # Bare CR and bare LF become CRLF: what is stored and relayed then has one reading
-            # for every next hop, so no "<LF>.<LF>" or "<CR>.<CR>" can end DATA early there
-            # (SMTP smuggling).  Refusing them would bounce the many applications that write
-            # bare LF; a segment never ends inside a CRLF, so counting here is exact.
-            data = BARE.sub(b"\r\n", data)
+        # A segment never ends inside a CRLF, so the count in crlf() is exact.
+        data = crlf(bytes(raw).replace(b"\r\n.", b"\r\n"))
         if self.first:
             data = data[2:]  # the DATA command's CRLF
             self.first = False
