@@ -2,6 +2,8 @@
 #   make serve   create .venv, install mailhop, run it on its embedded defaults
 #   make test    install what the tests need (Debian packages included), run lint, types, tests
 #   make fuzz    a long hypothesis run of whole SMTP sessions (docs/operations.md, "Fuzzing")
+#   make faults  the fault checker's long run: kill -9, SIGSTOP, PostgreSQL down, disk full,
+#                SIGTERM under load (docs/operations.md, "Proof under faults"); make test runs 2 cycles
 #   make bench   the benchmarks: throughput against Postfix, memory under big messages, routing, a deep
 #                queue (docs/performance.md)
 
@@ -30,7 +32,10 @@ QUEUE_ARGS ?=
 #                                     replies against the client); make test runs 150 of each
 FUZZ_EXAMPLES ?= 100000
 
-.PHONY: serve test lint typecheck unit deps debian-deps bench fuzz clean
+# make faults FAULTS_ARGS="--cycles 5 --faults kill-9,disk-full"
+FAULTS_ARGS ?= --cycles 20
+
+.PHONY: serve test lint typecheck unit deps debian-deps bench fuzz faults clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -80,6 +85,10 @@ bench: $(STAMP) debian-deps
 fuzz: $(STAMP)
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -q -p no:cacheprovider tests/unit/test_session_fuzz.py \
 	  --hypothesis-show-statistics
+
+# Root (or password-less sudo) for the disk-full fault's tmpfs; PostgreSQL from debian-deps.
+faults: $(STAMP) debian-deps
+	$(BIN)/python -m tests.faults.checker $(FAULTS_ARGS) --markdown faults-last.md
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -38,6 +38,11 @@ class StoreError(MailhopError):
     """The store could not carry out an operation; nothing was changed."""
 
 
+class StorageFull(StoreError):
+    """The file system under the store or the spool is full (ENOSPC, SQLITE_FULL, PostgreSQL's
+    disk_full): receiving answers ``452 4.3.1``, as Exchange's back pressure and Postfix do."""
+
+
 class ProtocolError(MailhopError):
     """A peer closed the connection or said something that is not SMTP."""
 

@@ -6,11 +6,14 @@ spreads connections, its own scheduler and store connections) and leases mail un
 its own owner name, ``NAME/<worker>/<incarnation>``.  The parent forwards SIGTERM and
 SIGINT to the workers and waits for them to drain; a worker that dies is started
 again (its leases are recovered by its next incarnation).  Only worker 0 serves the
-admin API.
+admin API.  A parent that is killed (kill -9, the OOM killer) takes its workers with it
+(Linux ``PR_SET_PDEATHSIG``), as Postfix's master does: orphans would go on serving
+on the shared port beside the server started in its place, and hold leases it frees.
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import signal
@@ -23,14 +26,31 @@ RESTART_DELAY = 1.0
 FATAL = 78  # EX_CONFIG: a worker that exits with it failed at start; the others stop too, nothing restarts
 
 
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent: int) -> None:
+    """SIGKILL this process when its parent ends (Linux; elsewhere nothing happens)."""
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        log.warning("PR_SET_PDEATHSIG failed (errno %d): workers outlive a killed parent", ctypes.get_errno())
+    if os.getppid() != parent:  # the parent died before the call: nothing will signal us
+        os._exit(1)
+
+
 def supervise(count: int, run_worker: Callable[[int], int]) -> int:
     """Run ``count`` workers until a signal asks them to stop; return the exit status."""
     children: dict[int, int] = {}  # pid -> worker index
     stopping = False
 
+    parent = os.getpid()
+
     def spawn(index: int) -> None:
         pid = os.fork()
         if pid == 0:
+            die_with_parent(parent)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             code = 1

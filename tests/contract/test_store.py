@@ -135,6 +135,21 @@ async def test_record_deletes_finished_messages_only(store: Store) -> None:
         await store.messages.body(m.info.id)
 
 
+async def test_a_batch_written_again_after_a_lost_answer_stores_its_new_messages_once(store: Store) -> None:
+    """The first write committed but its answer was lost (the connection dropped): the writer
+    writes the batch again, marked ``again``; the NDR in it must not conflict or be doubled."""
+    await store.messages.submit([message(rcpt("a@x.test"))])
+    [r] = (await store.messages.claim("S/1", NOW, NOW + 60, 10, None))[0].recipients
+    ndr = message(rcpt("alice@contoso.test"), sender="")
+    batch = RecordBatch([RecipientUpdate(r.id, FAILED, last_error="550 5.1.1 no")], [ndr], owner="S/1")
+    await store.messages.record(batch)
+    with pytest.raises(ConflictError):
+        await store.messages.record(batch)  # not marked: the primary key says no
+    batch.again = True
+    await store.messages.record(batch)
+    assert [info.id for info, _ in await store.queues.messages()] == [ndr.info.id]
+
+
 async def test_only_the_current_lease_owner_records_an_outcome(store: Store) -> None:
     await store.messages.submit([message(rcpt("a@x.test"))])
     [stale] = (await store.messages.claim("EXCH01/0/slow", NOW, NOW + 60, 10, None))[0].recipients

@@ -29,11 +29,11 @@ def pg_bindir() -> Path:
 
 
 class PostgresServer:
-    def __init__(self) -> None:
+    def __init__(self, port: int | None = None) -> None:
         self.bindir = pg_bindir()
         self.root = Path(tempfile.mkdtemp(prefix="mailhop-pg-"))
         self.data = self.root / "data"
-        self.port = free_port()
+        self.port = port or free_port()
         self.user = "mailhop"
         self._as_postgres = os.geteuid() == 0
 

@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 
 from mailhop.config import Settings, from_mapping
+from mailhop.errors import StoreError
 from mailhop.model.connector import new_connector
 from mailhop.model.ids import IdGenerator
-from mailhop.model.message import ACTIVE, RETRY, MessageInfo, NewMessage, NewRecipient
+from mailhop.model.message import ACTIVE, RETRY, MessageInfo, NewMessage, NewRecipient, RecordBatch
 from mailhop.model.route import SMART_HOST
 from mailhop.queue.context import Live, QueueContext, Snapshot
 from mailhop.queue.ndr import NdrComposer
@@ -117,6 +118,35 @@ async def test_fresh_mail_is_handed_over_in_memory_and_delivered(world: World) -
     assert await world.store.queues.messages() == []
     assert world.scheduler.in_flight == 0
     assert info.id > 0
+
+
+async def test_an_outcome_the_store_could_not_take_is_written_again_never_left_active(world: World) -> None:
+    """The store was unreachable when a delivery's outcome was written.  Before, the outcome was
+    dropped while the heartbeat kept the worker's lease alive: the recipient stayed Active for
+    ever (the fault checker's PostgreSQL restart left 5 such after every message had arrived)."""
+    await world.connector("Relay", RELAY)
+    world.hop.add(FakeEndpoint(RELAY, 25))
+    await started(world)
+    record = world.store.messages.record
+    failed: list[RecordBatch] = []
+
+    async def unreachable_twice(batch: RecordBatch) -> None:
+        if len(failed) < 2:
+            failed.append(batch)
+            raise StoreError("cannot reach the postgresql store: connection refused")
+        await record(batch)
+
+    world.store.messages.record = unreachable_twice  # type: ignore[method-assign]
+    await world.submit("bob@fabrikam.test")
+    assert len(world.hop.delivered) == 1 and len(failed) == 1
+    assert (await world.waiting())["bob@fabrikam.test"][0] == ACTIVE  # outcome not stored yet: still leased
+    assert world.scheduler.in_flight == 1  # and counted as in flight, so claiming slows down
+    await world.clock.advance(1)  # written again after 1 s: fails; then after 2 s more: stored
+    assert len(failed) == 2 and (await world.waiting())["bob@fabrikam.test"][0] == ACTIVE
+    await world.clock.advance(2)
+    assert await world.store.queues.messages() == [] and world.scheduler.in_flight == 0
+    await world.clock.advance(300)  # leases, heartbeats, retries: nothing is sent twice
+    assert len(world.hop.delivered) == 1
 
 
 async def test_an_unreachable_next_hop_retries_on_exchanges_schedule_then_delivers(world: World) -> None:

@@ -167,6 +167,9 @@ class QueueSettings(Section):
     max_in_memory: int = Field(default=2000, ge=0)
     # Attach the original message to NDRs up to this size; headers only above it.
     ndr_max_attach_size: Size = 10 * 1024 * 1024
+    # Back pressure (Exchange) / queue_minfree (Postfix): MAIL is answered "452 4.3.1" while the
+    # file system of data_dir has less than this free, plus the SIZE the client declared.
+    min_free_space: Size = 100 * 1024 * 1024
 
     @model_validator(mode="after")
     def _delay_vs_expiry(self) -> QueueSettings:

@@ -152,3 +152,6 @@ class RecordBatch:
     # The lease owner recording: an outcome applies only to a recipient still leased to it, so
     # a stalled server whose lease expired cannot overwrite what the new owner recorded.
     owner: str | None = None
+    # Written again after a failure: the first write may have committed before its answer was
+    # lost (a dropped connection), so new messages already stored are not inserted twice.
+    again: bool = False

@@ -13,12 +13,14 @@ live entries when it grows, and emptied on a clean stop.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections import Counter
 from pathlib import Path
 
 from mailhop.private import FILE_MODE, private_dir
 
+log = logging.getLogger(__name__)
 COMPACT_AT = 4 * 1024 * 1024
 
 
@@ -80,10 +82,15 @@ class CrashJournal:
             return
         data = "".join(self._pending).encode("ascii")
         self._pending.clear()
-        os.write(self._fd, data)
-        self._written += len(data)
-        if self._written > COMPACT_AT:
-            self._compact()
+        try:
+            os.write(self._fd, data)
+            self._written += len(data)
+            if self._written > COMPACT_AT:
+                self._compact()
+        except OSError as exc:
+            # A full disk: these entries are lost, which only weakens poison detection after a
+            # crash that comes at the same time (a message may be suspected, never lost).
+            log.warning("crash journal write failed: %s", exc)
 
     def begin(self, message_id: int, alone: bool = False) -> None:
         self.active[message_id] += 1

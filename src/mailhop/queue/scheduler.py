@@ -77,7 +77,7 @@ class Scheduler:
         self.poison = PoisonGuard(ctx, CrashJournal(s.data_dir / f"inflight-{s.server.name}-{worker}.journal"))
         self.claimer = Claimer(ctx, live, self.membership, room=lambda: s.queue.max_in_memory - self.in_flight,
                                process=self._process)
-        self.writer = OutcomeWriter(ctx.store.messages, ctx.owner, self._recorded)
+        self.writer = OutcomeWriter(ctx.store.messages, ctx.owner, self._recorded, ctx.clock)
         self._tasks: list[asyncio.Task[None]] = []
 
     @property

@@ -3,8 +3,12 @@
 Delivery results arrive one job at a time; ``add`` gathers their batches and writes
 them together at the end of the loop's turn (one store operation, so one commit in
 the group commit), then reports the jobs as finished (``on_done``).  A failed write
-is logged and the leases expire: the recipients are tried again, at least once and
-never lost.  ``spawn`` runs other store updates (queue states) the same way.
+(the store unreachable or its disk full) is kept and written again, 1 s later and then
+at doubling intervals up to ``RETRY_MAX``, until it is stored; its jobs count as in flight
+meanwhile, so claiming slows down with it.  Dropping it would be worse both ways: the
+heartbeat keeps this worker's leases alive, so its recipients would stay ``Active``
+for ever, and those already delivered would be delivered again.  ``spawn`` runs other
+store updates (queue states), logging a failure.
 """
 
 from __future__ import annotations
@@ -13,16 +17,21 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
+from mailhop.clock import SYSTEM_CLOCK, Clock
 from mailhop.errors import MailhopError
 from mailhop.model.message import RecordBatch
 from mailhop.store.base import Messages
 
 log = logging.getLogger(__name__)
+RETRY_FIRST = 1.0
+RETRY_MAX = 15.0
 
 
 class OutcomeWriter:
-    def __init__(self, messages: Messages, owner: str, on_done: Callable[[int, bool], None]) -> None:
+    def __init__(self, messages: Messages, owner: str, on_done: Callable[[int, bool], None],
+                 clock: Clock = SYSTEM_CLOCK) -> None:
         self.messages = messages
+        self.clock = clock
         self.owner = owner  # outcomes apply only where this worker still holds the lease
         self.on_done = on_done  # (jobs finished, whether new messages were written)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -49,12 +58,18 @@ class OutcomeWriter:
 
     async def write(self, batch: RecordBatch, jobs: int) -> None:
         batch.owner = self.owner
+        delay = RETRY_FIRST
         try:
-            if batch.outcomes or batch.new_messages or batch.delay_notified:
-                await self.messages.record(batch)
-        except MailhopError as exc:
-            # The leases expire and the recipients are tried again: at least once, never lost.
-            log.error("recording delivery outcomes failed: %s", exc)
+            while batch.outcomes or batch.new_messages or batch.delay_notified:
+                try:
+                    await self.messages.record(batch)
+                    break
+                except MailhopError as exc:
+                    log.error("recording %d delivery outcome(s) failed, trying again in %.0f s: %s",
+                              len(batch.outcomes), delay, exc)
+                batch.again = True
+                await self.clock.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX)
         finally:
             self.on_done(jobs, bool(batch.new_messages))
 

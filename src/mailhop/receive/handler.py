@@ -6,7 +6,9 @@ authenticated, may send to any recipient; anyone else gets Exchange's
 stamped (Received:, Message-ID:/Date: if missing), checked for a mail loop
 (more Received: headers than ``max_hop_count`` fails every recipient with a
 ``5.4.6`` NDR), and committed; ``250`` is said only after that commit.  A store
-failure answers ``451 4.3.0`` and the client keeps the message.  A message whose From:
+failure answers ``451 4.3.0`` and the client keeps the message; a full disk ``452 4.3.1``
+(Exchange's back pressure), already at MAIL while less than ``[queue] min_free_space``
+(plus the declared SIZE) is free.  A message whose From:
 domain has a DKIM signing config is signed before that commit (``dkim``); the body
 hash is computed by the spool as the body arrives, so signing reads nothing again.  The body arrives
 in a ``Spool`` (memory while small, an unnamed file when not) and is stamped
@@ -18,12 +20,14 @@ from __future__ import annotations
 import functools
 import ipaddress
 import logging
+import os
+from pathlib import Path
 
 from mailhop.clock import SYSTEM_CLOCK, Clock
 from mailhop.config import ReceiveConnectorSettings
 from mailhop.dkim.keyring import Keyring, from_domain
 from mailhop.dkim.signer import sign
-from mailhop.errors import SigningError, StoreError
+from mailhop.errors import SigningError, StorageFull, StoreError
 from mailhop.headers import block
 from mailhop.model.message import Body, body_size
 from mailhop.outcome import HOP_COUNT_EXCEEDED, Reply
@@ -31,7 +35,12 @@ from mailhop.queue.submission import Submission
 from mailhop.receive import stamp
 from mailhop.receive.spool import Spool, StampedBody
 from mailhop.receive.users import UserStore
-from mailhop.smtp.replies import HEADER_TOO_BIG, QUEUE_WRITE_FAILED, RELAY_DENIED
+from mailhop.smtp.replies import (
+    HEADER_TOO_BIG,
+    INSUFFICIENT_RESOURCES,
+    QUEUE_WRITE_FAILED,
+    RELAY_DENIED,
+)
 from mailhop.smtp.server import DataSink, Envelope, Session
 
 log = logging.getLogger(__name__)
@@ -72,6 +81,20 @@ class Failures:
         return len(times)
 
 
+def free_space(path: Path) -> int:
+    """Bytes free for an unprivileged writer on the file system of ``path``."""
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return 1 << 62  # not there yet (created at the first write): not what back pressure is for
+    return st.f_bavail * st.f_frsize
+
+
+def not_queued(session: Session, exc: StoreError) -> Reply:
+    log.error("message from %s not queued: %s", session.peer_ip, exc)
+    return INSUFFICIENT_RESOURCES if isinstance(exc, StorageFull) else QUEUE_WRITE_FAILED
+
+
 class ReceiveHandler:
     def __init__(self, connector: ReceiveConnectorSettings, submission: Submission,
                  users: UserStore | None = None, clock: Clock = SYSTEM_CLOCK, keyring: Keyring | None = None) -> None:
@@ -106,6 +129,13 @@ class ReceiveHandler:
         return None
 
     async def on_mail(self, session: Session, envelope: Envelope) -> Reply:
+        floor = self.settings.queue.min_free_space
+        declared = envelope.params.get("SIZE") or "0"
+        needed = (floor or 0) + (int(declared) if declared.isdigit() else 0)
+        if floor and free_space(self.settings.data_dir) < needed:
+            log.warning("MAIL from %s refused: less than %d bytes free in %s", session.peer_ip, needed,
+                        self.settings.data_dir)
+            return INSUFFICIENT_RESOURCES
         return SENDER_OK
 
     async def on_rcpt(self, session: Session, envelope: Envelope, address: str) -> Reply:
@@ -156,8 +186,7 @@ class ReceiveHandler:
         try:
             sink.check()
         except StoreError as exc:
-            log.error("message from %s not queued: %s", session.peer_ip, exc)
-            return QUEUE_WRITE_FAILED
+            return not_queued(session, exc)
         now = self.clock.now()
         head = sink.head
         if not sink.in_memory and b"\r\n\r\n" not in head and not head.startswith(b"\r\n"):
@@ -201,6 +230,5 @@ class ReceiveHandler:
             await self.submission.submit(info, body, list(envelope.rcpt_to), fail_all=loop,
                                          headers=received + headers + additions, recipient_dsn=envelope.rcpt_dsn)
         except StoreError as exc:
-            log.error("message from %s not queued: %s", session.peer_ip, exc)
-            return QUEUE_WRITE_FAILED
+            return not_queued(session, exc)
         return Reply(250, "2.0.0", f"Ok: queued as {info.id}")

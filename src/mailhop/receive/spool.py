@@ -16,12 +16,13 @@ body is handed over, so the client gets a 4xx and keeps its message.
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 from mailhop.dkim.canon import MessageHash
-from mailhop.errors import StoreError
+from mailhop.errors import StorageFull, StoreError
 from mailhop.private import private_dir
 
 SPILL = 256 * 1024
@@ -92,7 +93,8 @@ class Spool:
 
     def check(self) -> None:
         if self._error is not None:
-            raise StoreError(f"the spool file could not be written: {self._error.strerror}")
+            kind = StorageFull if self._error.errno in (errno.ENOSPC, errno.EDQUOT) else StoreError
+            raise kind(f"the spool file could not be written: {self._error.strerror}")
 
     def body_hash(self) -> bytes:
         """The DKIM relaxed body hash of what was written (read back if it was not hashed

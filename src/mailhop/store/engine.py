@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol, TypeVar
 
-from mailhop.errors import ConflictError, StoreError
+from mailhop.errors import ConflictError, StorageFull, StoreError
 
 T = TypeVar("T")
 _Op = Callable[["Conn"], Any]
@@ -64,6 +64,7 @@ class Dialect(Protocol):
     def is_conflict(self, exc: BaseException) -> bool: ...
     def is_error(self, exc: BaseException) -> bool: ...
     def is_disconnect(self, exc: BaseException) -> bool: ...
+    def is_full(self, exc: BaseException) -> bool: ...
     def schema_version(self, conn: Conn) -> int: ...
 
 
@@ -177,7 +178,8 @@ class DbThread:
                     conn.execute("ROLLBACK")
                 except Exception:
                     pass
-            failure: BaseException = StoreError(f"store transaction failed: {exc}")
+            kind = StorageFull if dialect.is_full(exc) else StoreError
+            failure: BaseException = kind(f"store transaction failed: {exc}")
             results = [(None, failure) for _ in batch]
         _resolve_all([(future, loop, result, error) for (_, future, loop), (result, error)
                       in zip(batch, results, strict=True)])
@@ -188,7 +190,7 @@ def _translate(dialect: Dialect, exc: Exception) -> BaseException:
     if dialect.is_conflict(exc):
         return ConflictError(str(exc))
     if dialect.is_error(exc):
-        return StoreError(f"store operation failed: {exc}")
+        return (StorageFull if dialect.is_full(exc) else StoreError)(f"store operation failed: {exc}")
     return exc
 
 

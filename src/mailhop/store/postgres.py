@@ -99,6 +99,9 @@ class PostgresDialect:
     def is_disconnect(self, exc: BaseException) -> bool:
         return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
 
+    def is_full(self, exc: BaseException) -> bool:
+        return isinstance(exc, psycopg.errors.DiskFull)
+
     def schema_version(self, conn: Conn) -> int:
         if conn.execute("SELECT to_regclass('meta')").fetchone()[0] is None:
             return 0

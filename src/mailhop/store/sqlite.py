@@ -89,6 +89,9 @@ class SqliteDialect:
     def is_disconnect(self, exc: BaseException) -> bool:
         return False
 
+    def is_full(self, exc: BaseException) -> bool:
+        return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+
     def schema_version(self, conn: Conn) -> int:
         if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone() is None:
             return 0

@@ -98,7 +98,8 @@ class MemoryMessages:
             yield part
 
     async def record(self, batch: RecordBatch) -> None:
-        self.d.check_new(batch.new_messages)
+        new = [m for m in batch.new_messages if not (batch.again and m.info.id in self.d.messages)]
+        self.d.check_new(new)
         for o in batch.outcomes:
             r = self.d.recipients.get(o.recipient_id)
             if r is None or (batch.owner is not None and r.row.lease_owner != batch.owner):
@@ -121,8 +122,8 @@ class MemoryMessages:
         for mid in batch.delay_notified:
             if mid in self.d.messages:
                 self.d.messages[mid].delay_at = None
-        if batch.new_messages:
-            self.d.insert(batch.new_messages)
+        if new:
+            self.d.insert(new)
         self.d.delete_done([o.recipient_id for o in batch.outcomes if o.status in FINAL])
 
     async def release(self, owner: str, now: float) -> int:

@@ -130,8 +130,13 @@ class SqlMessages:
                     f"UPDATE messages SET delay_at = NULL WHERE id IN ({placeholders(batch.delay_notified)})",
                     batch.delay_notified,
                 )
-            if batch.new_messages:
-                insert_messages(conn, batch.new_messages)
+            new = batch.new_messages
+            if new and batch.again:
+                ids = [m.info.id for m in new]
+                stored = {r[0] for r in conn.execute(f"SELECT id FROM messages WHERE id IN ({placeholders(ids)})", ids)}
+                new = [m for m in new if m.info.id not in stored]
+            if new:
+                insert_messages(conn, new)
             delete_done(conn, [o.recipient_id for o in batch.outcomes if o.status in FINAL])
 
         await self.db.write(op)
