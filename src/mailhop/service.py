@@ -37,7 +37,9 @@ from mailhop.queue.ndr import NdrComposer
 from mailhop.queue.retry import RetryPolicy
 from mailhop.queue.scheduler import Scheduler
 from mailhop.queue.submission import Submission
+from mailhop.receive import local
 from mailhop.receive.handler import ReceiveHandler
+from mailhop.receive.local import LocalSubmission
 from mailhop.receive.users import UserStore
 from mailhop.routing.router import Router
 from mailhop.sealing import Sealer, reseal
@@ -137,7 +139,9 @@ class Service:
                 if s.admin.enabled:
                     admin_tls_context(s.admin)  # refuses a certificate that cannot be used, now
                     self.admin = AdminServer(
-                        AdminContext(s, self.services, store, Sessions(s.admin.session_lifetime, clock), clock),
+                        AdminContext(s, self.services, store, Sessions(s.admin.session_lifetime, clock), clock,
+                                     LocalSubmission(ReceiveHandler(local.connector_settings(), submission, None,
+                                                                    clock, keyring))),
                         bind("the admin API", s.admin.bind))
             await scheduler.start()
             self._tasks.append(asyncio.create_task(

@@ -411,14 +411,17 @@ async def test_servers_requested_state_survives_heartbeats(store: Store) -> None
 
 
 async def test_tokens(store: Store) -> None:
-    made = await store.tokens.create("ops", "h1", read_only=True)
-    assert (made.name, made.read_only) == ("ops", True)
+    made = await store.tokens.create("ops", "h1", "read")
+    assert (made.name, made.scope, made.read_only) == ("ops", "read", True)
     with pytest.raises(ConflictError):
-        await store.tokens.create("OPS", "h2", read_only=False)
-    assert await store.tokens.by_hash("h1") == made
+        await store.tokens.create("OPS", "h2", "full")
+    app = await store.tokens.create("app1", "h3", "submit")
+    assert await store.tokens.by_hash("h1") == made and await store.tokens.by_hash("h3") == app
+    assert not app.read_only
     assert await store.tokens.by_hash("nope") is None
-    assert [t.name for t in await store.tokens.list()] == ["ops"]
+    assert [t.name for t in await store.tokens.list()] == ["app1", "ops"]
     await store.tokens.delete("Ops")
+    await store.tokens.delete("app1")
     assert await store.tokens.list() == []
     with pytest.raises(NotFoundError):
         await store.tokens.delete("ops")

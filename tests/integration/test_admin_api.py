@@ -54,6 +54,7 @@ OPERATIONS: list[tuple[str, str]] = [
     ("POST", "/api/queues/{queue}/suspend"),
     ("POST", "/api/queues/{queue}/resume"),
     ("GET", "/api/messages"),
+    ("POST", "/api/messages"),
     ("POST", "/api/messages/{message_id}/suspend"),
     ("POST", "/api/messages/{message_id}/resume"),
     ("DELETE", "/api/messages/{message_id}"),
@@ -75,6 +76,7 @@ OPERATIONS: list[tuple[str, str]] = [
     ("GET", "/api/domains/{domain}/tls"),
 ]
 WRITES = {
+    ("POST", "/api/messages"),
     ("POST", "/api/connectors"),
     ("PATCH", "/api/connectors/{name}"),
     ("DELETE", "/api/connectors/{name}"),
@@ -155,8 +157,8 @@ async def api_factory(transport_factory: Any) -> AsyncIterator[Callable[..., Any
 
     async def start(**sections: Any) -> Api:
         t = await transport_factory(**sections)
-        await t.store.tokens.create("full", token_hash(FULL_TOKEN), False)
-        await t.store.tokens.create("reader", token_hash(READ_TOKEN), True)
+        await t.store.tokens.create("full", token_hash(FULL_TOKEN), "full")
+        await t.store.tokens.create("reader", token_hash(READ_TOKEN), "read")
         base_url = f"http://{t.service.settings.admin.bind}"
         full = httpx.AsyncClient(base_url=base_url, headers={"Authorization": f"Bearer {FULL_TOKEN}"})
         reader = httpx.AsyncClient(base_url=base_url, headers={"Authorization": f"Bearer {READ_TOKEN}"})
@@ -574,6 +576,8 @@ async def _concrete(api: Api) -> dict[tuple[str, str], tuple[str, dict[str, Any]
         ("POST", "/api/queues/{queue}/suspend"): ("/api/queues/Unreachable/suspend", {}),
         ("POST", "/api/queues/{queue}/resume"): ("/api/queues/Unreachable/resume", {}),
         ("GET", "/api/messages"): ("/api/messages", {}),
+        ("POST", "/api/messages"): ("/api/messages", {"json": {"Sender": "app@contoso.test", "Recipients": [
+            "bob@fabrikam.test"], "Content": "Subject: from an application\r\n\r\nhi\r\n"}}),
         ("POST", "/api/messages/{message_id}/suspend"): (f"/api/messages/{message_id}/suspend", {}),
         ("POST", "/api/messages/{message_id}/resume"): (f"/api/messages/{message_id}/resume", {}),
         ("DELETE", "/api/messages/{message_id}"): (f"/api/messages/{message_id}", {"params": {"ndr": "true"}}),
@@ -632,7 +636,7 @@ async def test_read_only_token_reads_but_cannot_change_anything(api: Api) -> Non
             assert r.status_code == 200, (method, template, r.status_code, r.text)
     assert await api.snapshot() == before
     who = (await api.reader.get("/api/session")).json()
-    assert who == {"Name": "reader", "ReadOnly": True, "CsrfToken": None}
+    assert who == {"Name": "reader", "Scope": "read", "ReadOnly": True, "CsrfToken": None}
 
 
 async def test_browser_session_needs_the_csrf_token_to_change_things(api: Api) -> None:
@@ -656,7 +660,7 @@ async def test_browser_session_needs_the_csrf_token_to_change_things(api: Api) -
         # Reads work with the cookie alone.
         r = await browser.get("/api/connectors")
         assert r.status_code == 200 and [c["Identity"] for c in r.json()] == ["Relay"]
-        assert (await browser.get("/api/session")).json() == {"Name": "full", "ReadOnly": False, "CsrfToken": csrf}
+        assert (await browser.get("/api/session")).json() == {"Name": "full", "Scope": "full", "ReadOnly": False, "CsrfToken": csrf}
 
         # Changes need X-CSRF-Token; without it (or with a wrong one) nothing happens.
         before = await api.snapshot()
@@ -709,7 +713,7 @@ async def test_a_new_token_with_the_same_name_does_not_revive_old_sessions(api: 
         assert_error(await browser.get("/api/queues"), 401)
 
         # The administrator issues a fresh token under the same name (e.g. after a leak).
-        await api.store.tokens.create("full", token_hash("a-brand-new-secret-token-value"), False)
+        await api.store.tokens.create("full", token_hash("a-brand-new-secret-token-value"), "full")
         before = await api.snapshot(api.reader)
         assert_error(await browser.get("/api/queues"), 401)
         assert_error(await browser.post(f"/api/servers/{SERVER}/drain", headers={"X-CSRF-Token": csrf}), 401)

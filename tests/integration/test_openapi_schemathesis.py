@@ -55,6 +55,7 @@ NEGATIVE = [
     ("POST", "/api/connectors"),
     ("PATCH", "/api/connectors/{name}"),
     ("GET", "/api/messages"),
+    ("POST", "/api/messages"),
     ("POST", "/api/messages/{message_id}/suspend"),
     ("POST", "/api/messages/{message_id}/resume"),
     ("DELETE", "/api/messages/{message_id}"),

@@ -16,6 +16,7 @@ are in ``routes_dkim``, per-domain checks in ``routes_domains``.
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -35,12 +36,21 @@ from mailhop.admin.common import (
     JSON,
     AdminContext,
     Reader,
+    Submitter,
     Writer,
     error_response,
     status_of,
 )
 from mailhop.admin.dashboard import dashboard
-from mailhop.errors import AuthenticationRequired, MailhopError, ValidationError
+from mailhop.errors import (
+    AuthenticationRequired,
+    MailhopError,
+    PermissionDenied,
+    StoreError,
+    ValidationError,
+)
+from mailhop.receive import local
+from mailhop.store.base import SUBMIT
 from mailhop.tracking.log import tracking_dir
 from mailhop.tracking.search import Query as TrackQuery
 from mailhop.tracking.search import parse_time, search
@@ -57,6 +67,55 @@ SECURITY_HEADERS = {
 
 __all__ = ["AdminContext", "create_app"]
 
+# Request bodies are bounded before anything reads them: FastAPI reads a body whole before the
+# token is checked, so without a bound an anonymous client could make the server hold any amount.
+MAX_BODY = 4 * 1024 * 1024
+MAX_SUBMISSION = 64 * 1024 * 1024  # POST /api/messages: up to 1,000 messages, attachments in base64
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class BodyLimit:
+    """ASGI middleware: ``413`` for a body over its route's bound, declared or streamed."""
+
+    def __init__(self, app: Any, limits: dict[tuple[str, str], int], default: int) -> None:
+        self.app = app
+        self.limits = limits
+        self.default = default
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.limits.get((scope["method"], scope["path"]), self.default)
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            await self._refuse(scope, send, limit)
+            return
+        seen = 0
+
+        async def bounded() -> Any:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, bounded, send)
+        except _TooLarge:
+            await self._refuse(scope, send, limit)
+
+    @staticmethod
+    async def _refuse(scope: Any, send: Any, limit: int) -> None:
+        response = error_response(413, f"the request body is larger than {limit} bytes")
+        response.headers.update(SECURITY_HEADERS)
+        await response(scope, None, send)  # type: ignore[arg-type]
+
 
 class Login(BaseModel):
     token: str = Field(min_length=1, max_length=200)
@@ -72,6 +131,7 @@ _MessageId = ApiPath(ge=0, le=2**63 - 1)
 def create_app(ctx: AdminContext) -> FastAPI:
     # The OpenAPI document is served by a route of its own below, behind a token like the rest.
     app = FastAPI(title="mailhop admin API", version="1", openapi_url=None, docs_url=None, redoc_url=None)
+    app.add_middleware(BodyLimit, limits={("POST", "/api/messages"): MAX_SUBMISSION}, default=MAX_BODY)
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next: Any) -> Any:
@@ -104,14 +164,16 @@ def create_app(ctx: AdminContext) -> FastAPI:
         found = await ctx.store.tokens.by_hash(hashed)
         if found is None:
             raise AuthenticationRequired("This token is not valid")
-        session = ctx.sessions.open(found.name, found.read_only, hashed)
+        if found.scope == SUBMIT:
+            raise PermissionDenied(f"The token '{found.name}' may only submit messages: it opens no console")
+        session = ctx.sessions.open(found.name, found.scope, hashed)
         response.set_cookie(COOKIE, session.session or "", httponly=True, samesite="strict", path="/",
                             max_age=int(ctx.sessions.lifetime))
-        return {"Name": found.name, "ReadOnly": found.read_only, "CsrfToken": session.csrf}
+        return {"Name": found.name, "Scope": found.scope, "ReadOnly": found.read_only, "CsrfToken": session.csrf}
 
     @app.get(f"{api}/session", responses=ERRORS, tags=["session"])
     async def whoami(who: Reader) -> JSON:
-        return {"Name": who.name, "ReadOnly": who.read_only, "CsrfToken": who.csrf}
+        return {"Name": who.name, "Scope": who.scope, "ReadOnly": who.read_only, "CsrfToken": who.csrf}
 
     @app.delete(f"{api}/session", responses=ERRORS, tags=["session"])
     async def sign_out(request: Request, response: Response, who: Reader) -> JSON:
@@ -235,6 +297,27 @@ def create_app(ctx: AdminContext) -> FastAPI:
 
         result: JSON = analyze(body.headers).to_json()
         return result
+
+    # --- submission: an application's messages (full-control or submit tokens) ------------------
+
+    @app.post(f"{api}/messages", status_code=202, tags=["submission"],
+              responses={**ERRORS, 202: {"description": "Queued: each message committed before this answer"},
+                         413: ERRORS[400] | {"description": "The request body is too large"}},
+              openapi_extra={"requestBody": {"required": True, "content": {
+                  "application/json": {"schema": local.request_schema()}}}})
+    async def submit_messages(request: Request, who: Submitter) -> JSONResponse:
+        """Queue messages as SMTP would (stamp, DKIM, routing); 202 after the commit.  One message
+        or an array of up to 1,000; one invalid field is a 400 naming it and nothing is queued."""
+        if ctx.submit is None:
+            raise StoreError("this server takes no messages over HTTP")
+        try:
+            body = json.loads(await request.body())
+        except ValueError:
+            raise ValidationError("the request body must be JSON: a message object or an array of them") from None
+        client = request.client.host if request.client else "127.0.0.1"
+        result = await ctx.submit.submit(body, client, who.name)
+        queued = all(m["Status"] == "Queued" for m in result["Messages"])
+        return JSONResponse(result, status_code=202 if queued else 503)
 
     @app.get(f"{api}/dashboard", responses=ERRORS, tags=["dashboard"])
     async def dashboard_data(who: Reader) -> JSON:

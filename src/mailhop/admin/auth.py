@@ -2,8 +2,8 @@
 
 Tokens are 32 random bytes (URL-safe base64) printed once by ``mailhop admin token
 create``; the store keeps only their SHA-256, which is enough because a token has
-256 bits of entropy (no salt or slow hash needed).  A token is full-control or
-read-only.  A browser signs in once with a token and gets a session cookie
+256 bits of entropy (no salt or slow hash needed).  A token's scope is full control,
+read-only, or submit (``POST /api/messages`` and nothing else: an application's token).  A browser signs in once with a token and gets a session cookie
 (HttpOnly, SameSite=Strict) plus a CSRF token that every state-changing request
 made with the cookie must echo in ``X-CSRF-Token`` (double submit): another site
 can neither read the cookie nor the CSRF token.  Sessions live in the server's
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from mailhop.clock import Clock
 from mailhop.services.tokens import token_hash
+from mailhop.store.base import READ
 
 __all__ = ["Principal", "Sessions", "csrf_ok", "token_hash"]
 
@@ -26,10 +27,14 @@ __all__ = ["Principal", "Sessions", "csrf_ok", "token_hash"]
 @dataclass(frozen=True, slots=True)
 class Principal:
     name: str
-    read_only: bool
+    scope: str
     session: str | None = None   # set when the request came with the session cookie
     csrf: str | None = None
     token: str | None = None     # the hash of the token a session was opened with
+
+    @property
+    def read_only(self) -> bool:
+        return self.scope == READ
 
 
 class Sessions:
@@ -38,10 +43,10 @@ class Sessions:
         self.clock = clock
         self._sessions: dict[str, tuple[Principal, float]] = {}
 
-    def open(self, name: str, read_only: bool, token: str) -> Principal:
+    def open(self, name: str, scope: str, token: str) -> Principal:
         self._expire()
         sid, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
-        principal = Principal(name, read_only, sid, csrf, token)
+        principal = Principal(name, scope, sid, csrf, token)
         self._sessions[sid] = (principal, self.clock.now() + self.lifetime)
         return principal
 

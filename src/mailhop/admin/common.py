@@ -1,7 +1,8 @@
 """What every route module of the admin API shares: its context, who may call, how errors look.
 
-``Reader`` lets any valid token or session in; ``Writer`` refuses read-only ones, and
-session requests without the session's ``X-CSRF-Token``.  Both raise MailhopError
+``Reader`` lets any valid token or session in but submit-only tokens; ``Writer`` refuses
+read-only ones too, and session requests without the session's ``X-CSRF-Token``;
+``Submitter`` lets full-control and submit tokens in (``POST /api/messages``).  Both raise MailhopError
 subclasses, which ``status_of`` maps to the HTTP status the API answers (400 for every
 other error of the package); ``error_response`` is the one ``{"detail": "..."}`` body.
 """
@@ -26,8 +27,9 @@ from mailhop.errors import (
     PermissionDenied,
     StoreError,
 )
+from mailhop.receive.local import LocalSubmission
 from mailhop.services import Services
-from mailhop.store.base import Store
+from mailhop.store.base import FULL, SUBMIT, Store
 
 COOKIE = "mailhop_session"
 JSON = dict[str, Any]
@@ -51,6 +53,7 @@ class AdminContext:
     store: Store
     sessions: Sessions
     clock: Clock
+    submit: LocalSubmission | None = None  # POST /api/messages (the running server's receive path)
 
 
 def status_of(exc: MailhopError) -> int:
@@ -78,7 +81,7 @@ async def principal(request: Request) -> Principal:
     if header.lower().startswith("bearer "):
         found = await ctx.store.tokens.by_hash(token_hash(header[7:].strip()))
         if found is not None:
-            return Principal(found.name, found.read_only)
+            return Principal(found.name, found.scope)
     sid = request.cookies.get(COOKIE)
     if sid:
         session = ctx.sessions.get(sid)
@@ -88,13 +91,29 @@ async def principal(request: Request) -> Principal:
     raise AuthenticationRequired("A valid token is required (Authorization: Bearer <token>)")
 
 
+async def reader(who: Annotated[Principal, Depends(principal)]) -> Principal:
+    if who.scope == SUBMIT:
+        raise PermissionDenied(f"The token '{who.name}' may only submit messages (POST /api/messages)")
+    return who
+
+
 async def writer(request: Request, who: Annotated[Principal, Depends(principal)]) -> Principal:
-    if who.read_only:
+    if who.scope != FULL:
+        raise PermissionDenied(f"The token '{who.name}' is " + ("read-only" if who.read_only else
+                                                               "for submitting messages only"))
+    if not csrf_ok(who, request.headers.get("x-csrf-token")):
+        raise PermissionDenied("Missing or wrong X-CSRF-Token for this session")
+    return who
+
+
+async def submitter(request: Request, who: Annotated[Principal, Depends(principal)]) -> Principal:
+    if who.scope not in (FULL, SUBMIT):
         raise PermissionDenied(f"The token '{who.name}' is read-only")
     if not csrf_ok(who, request.headers.get("x-csrf-token")):
         raise PermissionDenied("Missing or wrong X-CSRF-Token for this session")
     return who
 
 
-Reader = Annotated[Principal, Depends(principal)]
+Reader = Annotated[Principal, Depends(reader)]
 Writer = Annotated[Principal, Depends(writer)]
+Submitter = Annotated[Principal, Depends(submitter)]

@@ -6,6 +6,7 @@ import click
 
 from mailhop.cli.main import Context, pass_ctx
 from mailhop.cli.output import emit, table
+from mailhop.store.base import FULL, READ, SCOPES, SUBMIT
 
 
 @click.group()
@@ -18,16 +19,23 @@ def token() -> None:
     """Tokens that open the admin API (stored hashed; shown once)."""
 
 
+SCOPE_TEXT = {FULL: "full control", READ: "read-only", SUBMIT: "may submit messages, nothing else"}
+
+
 @token.command("create")
 @click.argument("name")
-@click.option("--read-only", is_flag=True, help="May read everything, change nothing.")
+@click.option("--scope", type=click.Choice(SCOPES), default=None,
+              help="full (the default): everything; read: read only; submit: POST /api/messages only.")
+@click.option("--read-only", is_flag=True, help="The same as --scope read.")
 @pass_ctx
-def create(ctx: Context, name: str, read_only: bool) -> None:
+def create(ctx: Context, name: str, scope: str | None, read_only: bool) -> None:
     """Create a token and print it (this is the only time it is shown)."""
-    made = ctx.change("token.create", lambda s: s.tokens.create(name, read_only), name=name, read_only=read_only)
+    if read_only and scope not in (None, READ):
+        raise click.UsageError("--read-only and --scope are contradictory")
+    chosen = READ if read_only else scope or FULL
+    made = ctx.change("token.create", lambda s: s.tokens.create(name, chosen), name=name, scope=chosen)
     click.echo(made["Token"])
-    click.echo(f"Token '{made['Name']}' ({'read-only' if made['ReadOnly'] else 'full control'}) created; "
-               "it is not shown again.", err=True)
+    click.echo(f"Token '{made['Name']}' ({SCOPE_TEXT[made['Scope']]}) created; it is not shown again.", err=True)
 
 
 @token.command("list")
@@ -36,7 +44,7 @@ def create(ctx: Context, name: str, read_only: bool) -> None:
 def list_(ctx: Context, as_json: bool) -> None:
     """Token names and rights (never the tokens)."""
     rows = ctx.read(lambda s: s.tokens.list())
-    emit(rows, as_json, table(rows, ("Name", "ReadOnly", "Created")))
+    emit(rows, as_json, table(rows, ("Name", "Scope", "Created")))
 
 
 @token.command("remove")

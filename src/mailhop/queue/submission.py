@@ -63,19 +63,21 @@ class Submission:
         return info
 
     async def submit(self, info: MessageInfo, body: Body, recipients: list[str], fail_all: Reply | None = None,
-                     headers: bytes | None = None, recipient_dsn: Sequence[str | None] | None = None) -> None:
+                     headers: bytes | None = None, recipient_dsn: Sequence[str | None] | None = None,
+                     source: str = "SMTP") -> list[dsn.RecipientReport]:
         """Commit a received message (and NDRs for recipients failed at once), then hand it off.
 
         ``headers`` is the header block of a spooled ``body`` (for an NDR at once);
-        ``recipient_dsn`` each recipient's DSN parameters (NOTIFY, ORCPT), in order.
-        Returns only after the commit is durable; raises StoreError when it is not.
+        ``recipient_dsn`` each recipient's DSN parameters (NOTIFY, ORCPT), in order; ``source``
+        the tracking log's Source of the RECEIVE event.  Returns only after the commit is
+        durable, with the recipients failed at once; raises StoreError when it is not.
         """
         target = self.target
         fast = target is not None and target.can_take()
         messages, claim, failed = await self.build(info, body, recipients, fail_all, fast, headers, recipient_dsn)
         await self.ctx.store.messages.submit(messages)
         tracker = self.ctx.tracker
-        tracker.emit(events.received(info, recipients, info.receive_connector))
+        tracker.emit(events.received(info, recipients, info.receive_connector, source))
         if failed:
             items = [(r.address, r.reply) for r in failed]
             tracker.emit(events.failed(info, items, "ROUTING"))
@@ -86,6 +88,7 @@ class Submission:
                 target.hand_off(claim)
             if len(messages) > 1 or claim is None or len(claim.recipients) < len(recipients):
                 target.wake()
+        return failed
 
     async def build(
         self, info: MessageInfo, body: Body, recipients: list[str], fail_all: Reply | None = None,

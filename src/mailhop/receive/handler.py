@@ -21,6 +21,7 @@ import functools
 import ipaddress
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from mailhop.clock import SYSTEM_CLOCK, Clock
@@ -29,7 +30,7 @@ from mailhop.dkim.keyring import Keyring, from_domain
 from mailhop.dkim.signer import sign
 from mailhop.errors import SigningError, StorageFull, StoreError
 from mailhop.headers import block
-from mailhop.model.message import Body, body_size
+from mailhop.model.message import Body, MessageInfo, body_size
 from mailhop.outcome import HOP_COUNT_EXCEEDED, Reply
 from mailhop.queue.submission import Submission
 from mailhop.receive import stamp
@@ -79,6 +80,12 @@ class Failures:
         if len(self._by_source) > 100_000:  # bounded: the oldest source goes
             self._by_source.pop(next(iter(self._by_source)))
         return len(times)
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    info: MessageInfo
+    failed: dict[str, Reply]  # recipients failed at once (no route, a loop), with the reason
 
 
 def free_space(path: Path) -> int:
@@ -183,14 +190,20 @@ class ReceiveHandler:
 
     async def on_data(self, session: Session, envelope: Envelope, sink: DataSink) -> Reply:
         assert isinstance(sink, Spool)
+        reply, _ = await self.accept(session, envelope, sink)
+        return reply
+
+    async def accept(self, session: Session, envelope: Envelope, sink: Spool) -> tuple[Reply, Accepted | None]:
+        """Stamp, sign, route and commit a received message: the answer, and when it was queued,
+        what was queued (``receive.local`` reports it to API clients)."""
         try:
             sink.check()
         except StoreError as exc:
-            return not_queued(session, exc)
+            return not_queued(session, exc), None
         now = self.clock.now()
         head = sink.head
         if not sink.in_memory and b"\r\n\r\n" not in head and not head.startswith(b"\r\n"):
-            return HEADER_TOO_BIG  # the header block does not end within the first HEAD_LIMIT bytes
+            return HEADER_TOO_BIG, None  # the header block does not end within the first HEAD_LIMIT bytes
         headers, _ = block.split(head)
         pairs = block.fields(headers)
         hops = block.count(pairs, "Received")
@@ -218,7 +231,7 @@ class ReceiveHandler:
             received = self._signature(pairs, received + headers + additions, sink, now) + received
         except SigningError as exc:
             log.error("message from %s not queued: %s", session.peer_ip, exc)
-            return SIGNING_FAILED
+            return SIGNING_FAILED, None
         body: Body
         if sink.in_memory:
             body = stamp.stamp(sink.data(), received, additions)
@@ -227,8 +240,9 @@ class ReceiveHandler:
         info.size = body_size(body)
         loop = HOP_COUNT_EXCEEDED if hops + 1 > self.settings.server.max_hop_count else None
         try:
-            await self.submission.submit(info, body, list(envelope.rcpt_to), fail_all=loop,
-                                         headers=received + headers + additions, recipient_dsn=envelope.rcpt_dsn)
+            failed = await self.submission.submit(info, body, list(envelope.rcpt_to), fail_all=loop,
+                                                  headers=received + headers + additions,
+                                                  recipient_dsn=envelope.rcpt_dsn, source=session.via or "SMTP")
         except StoreError as exc:
-            return not_queued(session, exc)
-        return Reply(250, "2.0.0", f"Ok: queued as {info.id}")
+            return not_queued(session, exc), None
+        return Reply(250, "2.0.0", f"Ok: queued as {info.id}"), Accepted(info, {r.address: r.reply for r in failed})

@@ -45,7 +45,7 @@ OPERATIONS: dict[str, Operation] = {
     "message.suspend": lambda s, a: s.queues.set_message_suspended(int(a["message_id"]), bool(a["suspended"])),
     "message.remove": lambda s, a: s.queues.remove_message(int(a["message_id"]), bool(a["ndr"])),
     "server.request_state": lambda s, a: s.servers.request_state(a["name"], bool(a["draining"])),
-    "token.create": lambda s, a: s.tokens.create(a["name"], bool(a["read_only"])),
+    "token.create": lambda s, a: s.tokens.create(a["name"], str(a.get("scope", "full"))),
     "token.remove": lambda s, a: s.tokens.remove(a["name"]),
     "dkim.new": lambda s, a: s.dkim.new(a["domain"], a.get("algorithms"), a.get("key_size"),
                                         a.get("enabled", True), a.get("sub_domains", False)),

@@ -6,7 +6,8 @@ import hashlib
 import secrets
 from typing import Any
 
-from mailhop.store.base import Tokens
+from mailhop.errors import ValidationError
+from mailhop.store.base import FULL, SCOPES, AdminToken, Tokens
 from mailhop.tracking.log import iso
 
 
@@ -19,19 +20,24 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
+def describe(token: AdminToken) -> dict[str, Any]:
+    return {"Name": token.name, "Scope": token.scope, "ReadOnly": token.read_only, "Created": iso(token.created_at)}
+
+
 class TokenService:
     def __init__(self, tokens: Tokens) -> None:
         self.tokens = tokens
 
-    async def create(self, name: str, read_only: bool) -> dict[str, Any]:
+    async def create(self, name: str, scope: str = FULL) -> dict[str, Any]:
         """The new token's ``Token`` (this is the only time it exists outside the caller), name and rights."""
+        if scope not in SCOPES:
+            raise ValidationError(f"Scope must be one of {', '.join(SCOPES)}, not '{scope}'")
         secret = new_token()
-        made = await self.tokens.create(name, token_hash(secret), read_only)
-        return {"Name": made.name, "ReadOnly": made.read_only, "Created": iso(made.created_at), "Token": secret}
+        made = await self.tokens.create(name, token_hash(secret), scope)
+        return {**describe(made), "Token": secret}
 
     async def list(self) -> list[dict[str, Any]]:
-        return [{"Name": t.name, "ReadOnly": t.read_only, "Created": iso(t.created_at)}
-                for t in await self.tokens.list()]
+        return [describe(t) for t in await self.tokens.list()]
 
     async def remove(self, name: str) -> str:
         await self.tokens.delete(name)

@@ -78,10 +78,13 @@ class Session:
     tls: TlsInfo | None = None
     auth_user: str | None = None
     envelope: Envelope | None = None  # the mail transaction under way
+    via: str | None = None  # not SMTP: "HTTP" for POST /api/messages (Received: "with HTTP", tracking Source)
 
     @property
     def protocol(self) -> str:
         """The ``with`` word of a Received: header (RFC 3848)."""
+        if self.via:
+            return self.via
         if not self.esmtp:
             return "SMTP"
         return "ESMTP" + ("S" if self.tls else "") + ("A" if self.auth_user else "")

@@ -74,8 +74,16 @@ class QueueSummary:
 @dataclass(frozen=True, slots=True)
 class AdminToken:
     name: str
-    read_only: bool
+    scope: str  # FULL, READ or SUBMIT
     created_at: float
+
+    @property
+    def read_only(self) -> bool:
+        return self.scope == READ
+
+
+FULL, READ, SUBMIT = "full", "read", "submit"
+SCOPES = (FULL, READ, SUBMIT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,7 +218,7 @@ class Servers(Protocol):
 
 
 class Tokens(Protocol):
-    async def create(self, name: str, token_hash: str, read_only: bool) -> AdminToken: ...
+    async def create(self, name: str, token_hash: str, scope: str) -> AdminToken: ...
     async def list(self) -> list[AdminToken]: ...
     async def delete(self, name: str) -> None: ...
     async def by_hash(self, token_hash: str) -> AdminToken | None: ...

@@ -135,10 +135,10 @@ class MemoryTokens:
         self.d = data
         self.clock = clock
 
-    async def create(self, name: str, token_hash: str, read_only: bool) -> AdminToken:
+    async def create(self, name: str, token_hash: str, scope: str) -> AdminToken:
         if name.lower() in self.d.tokens or any(h == token_hash for h, _ in self.d.tokens.values()):
             raise ConflictError(f"A token named '{name}' already exists")
-        token = AdminToken(name, read_only, self.clock.now())
+        token = AdminToken(name, scope, self.clock.now())
         self.d.tokens[name.lower()] = (token_hash, token)
         return token
 

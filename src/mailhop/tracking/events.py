@@ -66,8 +66,8 @@ def _pairs(items: Outcomes) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return tuple(a for a, _ in pairs), tuple(str(r) for _, r in pairs)
 
 
-def received(info: MessageInfo, recipients: Iterable[str], connector: str | None) -> Event:
-    return Event(RECEIVE, "SMTP", info, tuple(recipients), connector_id=connector)
+def received(info: MessageInfo, recipients: Iterable[str], connector: str | None, source: str = "SMTP") -> Event:
+    return Event(RECEIVE, source, info, tuple(recipients), connector_id=connector)
 
 
 def sent(info: MessageInfo, items: Outcomes, connector: str, server_ip: str | None,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mailhop.clock import Clock
 from mailhop.errors import ConflictError, NotFoundError
-from mailhop.store.base import AdminToken, ServerInfo
+from mailhop.store.base import READ, AdminToken, ServerInfo
 from mailhop.store.engine import Conn, Engine
 
 
@@ -58,20 +58,20 @@ class SqlTokens:
         self.db = engine
         self.clock = clock
 
-    async def create(self, name: str, token_hash: str, read_only: bool) -> AdminToken:
+    async def create(self, name: str, token_hash: str, scope: str) -> AdminToken:
         def op(conn: Conn) -> AdminToken:
             if conn.execute("SELECT 1 FROM admin_tokens WHERE lower(name) = lower(?)", (name,)).fetchone():
                 raise ConflictError(f"A token named '{name}' already exists")
             now = self.clock.now()
-            conn.execute("INSERT INTO admin_tokens (name, token_hash, read_only, created_at) VALUES (?,?,?,?)",
-                         (name, token_hash, int(read_only), now))
-            return AdminToken(name, read_only, now)
+            conn.execute("INSERT INTO admin_tokens (name, token_hash, read_only, scope, created_at) VALUES (?,?,?,?,?)",
+                         (name, token_hash, int(scope == READ), scope, now))
+            return AdminToken(name, scope, now)
 
         return await self.db.write(op)
 
     async def list(self) -> list[AdminToken]:
         def op(conn: Conn) -> list[AdminToken]:
-            return [AdminToken(r["name"], bool(r["read_only"]), r["created_at"])
+            return [AdminToken(r["name"], r["scope"], r["created_at"])
                     for r in conn.execute("SELECT * FROM admin_tokens ORDER BY lower(name)")]
 
         return await self.db.read(op)
@@ -86,6 +86,6 @@ class SqlTokens:
     async def by_hash(self, token_hash: str) -> AdminToken | None:
         def op(conn: Conn) -> AdminToken | None:
             r = conn.execute("SELECT * FROM admin_tokens WHERE token_hash = ?", (token_hash,)).fetchone()
-            return AdminToken(r["name"], bool(r["read_only"]), r["created_at"]) if r else None
+            return AdminToken(r["name"], r["scope"], r["created_at"]) if r else None
 
         return await self.db.read(op)
