@@ -37,9 +37,7 @@ from mailhop.queue.ndr import NdrComposer
 from mailhop.queue.retry import RetryPolicy
 from mailhop.queue.scheduler import Scheduler
 from mailhop.queue.submission import Submission
-from mailhop.receive import local
 from mailhop.receive.handler import ReceiveHandler
-from mailhop.receive.local import LocalSubmission
 from mailhop.receive.users import UserStore
 from mailhop.routing.router import Router
 from mailhop.sealing import Sealer, reseal
@@ -107,7 +105,8 @@ class Service:
                                                protocol_log=send_log, tls_outcome=security.outcome)
         submission = Submission(ctx, live, ndr, scheduler)
         self.services = Services.build(s, store, clock, tracker, ndr, sealer, resolver, wake=scheduler.wake,
-                                       security=security, tls_counter=self.tls_counter)
+                                       security=security, tls_counter=self.tls_counter, submission=submission,
+                                       keyring=keyring)
         try:
             # Every listener is bound before anything is served: one that cannot listen stops the
             # start with a line that names it, before any SMTP connection is taken.
@@ -139,9 +138,7 @@ class Service:
                 if s.admin.enabled:
                     admin_tls_context(s.admin)  # refuses a certificate that cannot be used, now
                     self.admin = AdminServer(
-                        AdminContext(s, self.services, store, Sessions(s.admin.session_lifetime, clock), clock,
-                                     LocalSubmission(ReceiveHandler(local.connector_settings(), submission, None,
-                                                                    clock, keyring))),
+                        AdminContext(s, self.services, store, Sessions(s.admin.session_lifetime, clock), clock),
                         bind("the admin API", s.admin.bind))
             await scheduler.start()
             self._tasks.append(asyncio.create_task(

@@ -308,14 +308,15 @@ def create_app(ctx: AdminContext) -> FastAPI:
     async def submit_messages(request: Request, who: Submitter) -> JSONResponse:
         """Queue messages as SMTP would (stamp, DKIM, routing); 202 after the commit.  One message
         or an array of up to 1,000; one invalid field is a 400 naming it and nothing is queued."""
-        if ctx.submit is None:
+        submit = ctx.services.http
+        if submit is None:
             raise StoreError("this server takes no messages over HTTP")
         try:
             body = json.loads(await request.body())
         except ValueError:
             raise ValidationError("the request body must be JSON: a message object or an array of them") from None
         client = request.client.host if request.client else "127.0.0.1"
-        result = await ctx.submit.submit(body, client, who.name)
+        result = await submit.submit(body, client, who.name)
         queued = all(m["Status"] == "Queued" for m in result["Messages"])
         return JSONResponse(result, status_code=202 if queued else 503)
 

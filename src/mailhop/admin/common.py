@@ -27,7 +27,6 @@ from mailhop.errors import (
     PermissionDenied,
     StoreError,
 )
-from mailhop.receive.local import LocalSubmission
 from mailhop.services import Services
 from mailhop.store.base import FULL, SUBMIT, Store
 
@@ -53,7 +52,6 @@ class AdminContext:
     store: Store
     sessions: Sessions
     clock: Clock
-    submit: LocalSubmission | None = None  # POST /api/messages (the running server's receive path)
 
 
 def status_of(exc: MailhopError) -> int:

@@ -151,6 +151,7 @@ def _register() -> None:
         headers,
         queue,
         route,
+        sendmail,
         server,
         tls,
         track,
@@ -169,6 +170,7 @@ def _register() -> None:
     cli.add_command(dkim.dkim)
     cli.add_command(domain.domain)
     cli.add_command(tls.tls)
+    cli.add_command(sendmail.sendmail)
 
 
 _register()

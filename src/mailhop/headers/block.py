@@ -87,9 +87,15 @@ INTERNAL_PREFIXES = (
 
 def strip_internal(message: bytes) -> bytes:
     """Remove the organization's internal header fields (and their folded lines) from the header block."""
+    return drop_fields(message, INTERNAL_PREFIXES)
+
+
+def drop_fields(message: bytes, prefixes: tuple[bytes, ...]) -> bytes:
+    """Remove the header fields whose lowercased line starts with one of ``prefixes`` (``b"bcc:"``),
+    with their folded lines."""
     headers, body = split(message)
     lowered = headers.lower()
-    if not any(p in lowered for p in INTERNAL_PREFIXES):
+    if not any(p in lowered for p in prefixes):
         return message
     kept: list[bytes] = []
     dropping = False
@@ -98,7 +104,7 @@ def strip_internal(message: bytes) -> bytes:
             if not dropping:
                 kept.append(line)
             continue
-        dropping = line.lower().startswith(INTERNAL_PREFIXES)
+        dropping = line.lower().startswith(prefixes)
         if not dropping:
             kept.append(line)
     new_headers = b"\r\n".join(kept)

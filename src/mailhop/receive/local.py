@@ -1,4 +1,5 @@
-"""Messages that arrive without SMTP: ``POST /api/messages`` (the tracking log's Source ``HTTP``).
+"""Messages that arrive without SMTP: ``POST /api/messages`` (the tracking log's Source ``HTTP``)
+and ``mailhop sendmail`` (Source ``PICKUP``, as Exchange names its pickup directory).
 
 A message is either raw (``Sender``, ``Recipients``, ``Content``: an RFC 5322 message) or
 structured (``From``, ``To``, ``Cc``, ``Bcc``, ``Subject``, ``TextBody``, ``HtmlBody``,
@@ -9,8 +10,8 @@ Then each goes the way an SMTP message goes after its DATA (``ReceiveHandler.acc
 Received: stamp ``with HTTP``, Message-ID and Date when missing, the hop count, DKIM signing,
 routing, the commit before the answer.  Each message is committed on its own (all of its
 recipients or none); when the store fails part-way, the answer says which were queued.  The
-limits are those of a receive connector of its own, ``HTTP Submission`` (``max_message_size``
-and ``max_recipients_per_message`` at their defaults).
+limits are those of a receive connector of its own, ``HTTP Submission`` or ``Pickup``
+(``max_message_size`` and ``max_recipients_per_message`` at their defaults).
 """
 
 from __future__ import annotations
@@ -26,22 +27,22 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticError
 
+from mailhop.clock import Clock
 from mailhop.config import ReceiveConnectorSettings
+from mailhop.dkim.keyring import Keyring
 from mailhop.errors import ValidationError
+from mailhop.queue.submission import Submission
 from mailhop.receive.handler import ReceiveHandler
 from mailhop.smtp.address import valid_address
 from mailhop.smtp.server import Envelope, Session
 from mailhop.smtp.stream import crlf
 
-CONNECTOR = "HTTP Submission"
+HTTP, PICKUP = "HTTP", "PICKUP"  # Session.via and the tracking log's Source
+CONNECTORS = {HTTP: "HTTP Submission", PICKUP: "Pickup"}
 MAX_MESSAGES = 1000
 _HEADER_NAME = re.compile(r"[!-9;-~]+")  # RFC 5322 ftext
 # Set by the structured form itself: Headers may not say otherwise.
 _COMPOSED = {"from", "to", "cc", "bcc", "subject", "mime-version", "content-type", "content-transfer-encoding"}
-
-
-def connector_settings() -> ReceiveConnectorSettings:
-    return ReceiveConnectorSettings(name=CONNECTOR)
 
 
 class Attachment(BaseModel):
@@ -70,6 +71,11 @@ class StructuredMessage(BaseModel):
     HtmlBody: str | None = None
     Headers: dict[str, str] = Field(default_factory=dict)
     Attachments: list[Attachment] = Field(default_factory=list)
+
+
+def limits(via: str) -> ReceiveConnectorSettings:
+    """The receive connector of ``HTTP`` or ``PICKUP``: its name and default limits."""
+    return ReceiveConnectorSettings(name=CONNECTORS[via])
 
 
 def _inlined(schema: dict[str, Any]) -> dict[str, Any]:
@@ -194,34 +200,45 @@ def prepare(body: Any, limits: ReceiveConnectorSettings) -> list[Prepared]:
             field = ".".join(str(p) if isinstance(p, str) else f"[{p}]" for p in first["loc"]).replace(".[", "[")
             raise ValidationError(f"{at}{field}: {first['msg']}") from None
         prepared = _raw(parsed, at) if isinstance(parsed, RawMessage) else _structured(parsed, at)
-        if len(prepared.recipients) > limits.max_recipients_per_message:
-            raise ValidationError(f"{at}Recipients: more than {limits.max_recipients_per_message} recipients")
-        if limits.max_message_size and len(prepared.content) > limits.max_message_size:
-            raise ValidationError(f"{at}Content: the message is larger than {limits.max_message_size} bytes")
+        check_limits(prepared, limits, at)
         out.append(prepared)
     return out
 
 
-class LocalSubmission:
-    """Queues prepared messages through a receive handler of its own (``HTTP Submission``)."""
+def check_limits(m: Prepared, limits: ReceiveConnectorSettings, at: str = "") -> None:
+    if len(m.recipients) > limits.max_recipients_per_message:
+        raise ValidationError(f"{at}Recipients: more than {limits.max_recipients_per_message} recipients")
+    if limits.max_message_size and len(m.content) > limits.max_message_size:
+        raise ValidationError(f"{at}Content: the message is larger than {limits.max_message_size} bytes")
 
-    def __init__(self, handler: ReceiveHandler) -> None:
+
+class LocalSubmission:
+    """Queues prepared messages through a receive handler of its own (``HTTP Submission``, ``Pickup``)."""
+
+    def __init__(self, handler: ReceiveHandler, via: str) -> None:
         self.handler = handler
         self.limits = handler.connector
+        self.via = via
+
+    @classmethod
+    def over(cls, submission: Submission, via: str, clock: Clock, keyring: Keyring | None) -> LocalSubmission:
+        return cls(ReceiveHandler(limits(via), submission, None, clock, keyring), via)
 
     async def submit(self, body: Any, client_ip: str, user: str) -> dict[str, Any]:
         messages = prepare(body, self.limits)
         results: list[dict[str, Any]] = []
         for n, m in enumerate(messages):
-            results.append(await self._one(m, client_ip, user))
+            results.append(await self.submit_one(m, client_ip, user))
             if results[-1]["Status"] != "Queued":
                 # The store failed: what is queued stays queued, the rest is not tried.
                 results += [{"Status": "NotQueued"} for _ in messages[n + 1:]]
                 break
         return {"Atomicity": "PerMessage", "Messages": results}
 
-    async def _one(self, m: Prepared, client_ip: str, user: str) -> dict[str, Any]:
-        session = Session(client_ip, 0, "", 0, helo="localhost", esmtp=True, auth_user=user, via="HTTP")
+    async def submit_one(self, m: Prepared, client_ip: str, user: str) -> dict[str, Any]:
+        """One message (its addresses checked): ``Queued`` with its ids and each recipient, or ``NotQueued``."""
+        check_limits(m, self.limits)
+        session = Session(client_ip, 0, "", 0, helo="localhost", esmtp=True, auth_user=user, via=self.via)
         params: dict[str, str | None] = {}
         if any(ord(c) > 127 for c in m.sender + "".join(m.recipients)):
             params["SMTPUTF8"] = None

@@ -1,7 +1,9 @@
 """The rules behind every surface: the CLI, the REST API, the console and the control socket only translate.
 
 ``Services`` bundles one service per resource (connectors, queues, servers, tokens, routing,
-dkim, readiness, tls, tls_reports) over one store.  The server builds it once; the CLI builds its own only when
+dkim, readiness, tls, tls_reports) over one store, and, given the receive path (a
+``Submission`` and the DKIM keyring), the two ways in without SMTP: ``http`` (``POST
+/api/messages``) and ``pickup`` (``mailhop sendmail``).  The server builds it once; the CLI builds its own only when
 no server runs on its data directory (otherwise it calls the server's through the
 control socket, so only the server composes NDRs and writes the tracking log).
 """
@@ -16,7 +18,10 @@ from mailhop.config import Settings
 from mailhop.delivery.dns import Resolver
 from mailhop.delivery.security import TransportSecurity, transport_security
 from mailhop.delivery.tls_results import TlsCounter
+from mailhop.dkim.keyring import Keyring
 from mailhop.queue.ndr import NdrComposer
+from mailhop.queue.submission import Submission
+from mailhop.receive.local import HTTP, PICKUP, LocalSubmission
 from mailhop.sealing import Sealer
 from mailhop.services.connectors import ConnectorService
 from mailhop.services.dkim import DkimService
@@ -42,11 +47,14 @@ class Services:
     readiness: ReadinessService
     tls: TlsService
     tls_reports: TlsReportService
+    http: LocalSubmission | None = None
+    pickup: LocalSubmission | None = None
 
     @classmethod
     def build(cls, settings: Settings, store: Store, clock: Clock, tracker: Tracker, ndr: NdrComposer,
               sealer: Sealer, resolver: Resolver, wake: Callable[[], None] = lambda: None,
-              security: TransportSecurity | None = None, tls_counter: TlsCounter | None = None) -> Services:
+              security: TransportSecurity | None = None, tls_counter: TlsCounter | None = None,
+              submission: Submission | None = None, keyring: Keyring | None = None) -> Services:
         """``wake``: the running server's claimer, for changes that make mail due now; ``security``:
         the running server's TLS policies (its MTA-STS policies in memory); ``tls_counter``: its
         TLS-RPT session counts."""
@@ -61,4 +69,6 @@ class Services:
             readiness=ReadinessService(store, settings, resolver),
             tls=TlsService(store.connectors, settings, security, clock),
             tls_reports=TlsReportService(store, settings, resolver, ndr, clock, tls_counter, wake),
+            http=LocalSubmission.over(submission, HTTP, clock, keyring) if submission else None,
+            pickup=LocalSubmission.over(submission, PICKUP, clock, keyring) if submission else None,
         )

@@ -1,7 +1,10 @@
 """The services of the command line when no server runs on its data directory.
 
 The CLI then acts on the store itself, with its own tracking (its events name the
-process ``NAME/cli/<pid>``) and an NDR composer routed over the stored connectors.
+process ``NAME/cli/<pid>``) and an NDR composer routed over the stored connectors.  Its
+``pickup`` is the receive path of ``mailhop sendmail`` when no server runs (Postfix's
+maildrop): the message is stamped, signed, routed and committed, and the server sends
+it when it starts.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from mailhop.model.ids import IdGenerator
 from mailhop.queue.context import Live, QueueContext, Snapshot
 from mailhop.queue.ndr import NdrComposer
 from mailhop.queue.retry import RetryPolicy
+from mailhop.queue.submission import Submission
 from mailhop.routing.router import Router
 from mailhop.sealing import Sealer
 from mailhop.services import Services
@@ -40,8 +44,9 @@ async def local_services(settings: Settings, clock: Clock) -> AsyncIterator[Serv
         sealer = Sealer(s.server.secret_key_path)
         keyring = Keyring(store.dkim, sealer)
         await keyring.refresh()
-        yield Services.build(s, store, clock, tracker, NdrComposer(ctx, live, keyring), sealer,
-                             DnsResolver.from_settings(s.dns))
+        ndr = NdrComposer(ctx, live, keyring)
+        yield Services.build(s, store, clock, tracker, ndr, sealer, DnsResolver.from_settings(s.dns),
+                             submission=Submission(ctx, live, ndr), keyring=keyring)
     finally:
         tracking.flush()
         await store.close()

@@ -78,13 +78,14 @@ class Session:
     tls: TlsInfo | None = None
     auth_user: str | None = None
     envelope: Envelope | None = None  # the mail transaction under way
-    via: str | None = None  # not SMTP: "HTTP" for POST /api/messages (Received: "with HTTP", tracking Source)
+    # Not SMTP: "HTTP" (POST /api/messages) or "PICKUP" (mailhop sendmail), the tracking log's Source.
+    via: str | None = None
 
     @property
     def protocol(self) -> str:
-        """The ``with`` word of a Received: header (RFC 3848)."""
+        """The ``with`` word of a Received: header (RFC 3848; "local" for sendmail, as Postfix writes)."""
         if self.via:
-            return self.via
+            return "local" if self.via == "PICKUP" else self.via
         if not self.esmtp:
             return "SMTP"
         return "ESMTP" + ("S" if self.tls else "") + ("A" if self.auth_user else "")
