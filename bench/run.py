@@ -315,19 +315,14 @@ def _wait_gone(pid: int, timeout: float) -> bool:
     return False
 
 
-def per_worker(concurrency: int, workers: int) -> int:
-    """Each worker has its own delivery pool: split the outbound concurrency so that the
-    server as a whole opens no more connections to the sink than Postfix does."""
-    return max(1, -(-concurrency // workers))
-
-
 def mailhop_config(root: Path, port: int, concurrency: int, workers: int) -> dict[str, object]:
     config: dict[str, object] = {
         "server": {"name": "BENCH01", "fqdn": "mailhop.bench.test", "data_dir": str(root / "data"),
                    "workers": workers},
         "receive_connectors": [{"name": "Bench Receive", "bind": f"127.0.0.1:{port}",
                                 "remote_ip_ranges": ["127.0.0.0/8"]}],
-        "delivery": {"max_per_domain_outbound_connections": per_worker(concurrency, workers)},
+        # The server's limit: mailhop shares it out among its workers (workers.share).
+        "delivery": {"max_per_domain_outbound_connections": concurrency},
         "tracking": {"enabled": True},
     }
     if "admin" in mailhop_sections():
@@ -675,7 +670,7 @@ def markdown(args: argparse.Namespace, info: dict[str, str], durability: str,
         "",
         f"mailhop: defaults except `[server] workers = {workers}` (worker processes sharing the listening "
         "socket, as Postfix runs one smtpd per session), `[delivery] max_per_domain_outbound_connections = "
-        f"{per_worker(concurrency, workers)}` per worker ({concurrency} in all, as Postfix), "
+        f"{concurrency}` (for the whole server, shared out among the workers; as Postfix), "
         "`[admin] enabled = false` (no web console), one receive "
         "connector on 127.0.0.1 relaying for 127.0.0.0/8, one send connector `Sink` "
         "(`--dns-routing-enabled false --smart-hosts [127.0.0.1]:<sink> --address-spaces '*'`), "

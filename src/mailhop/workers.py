@@ -21,12 +21,31 @@ import sys
 import time
 from collections.abc import Callable
 
+from mailhop.config import Settings
+
 log = logging.getLogger("mailhop.workers")
 RESTART_DELAY = 1.0
 FATAL = 78  # EX_CONFIG: a worker that exits with it failed at start; the others stop too, nothing restarts
 
 
 PR_SET_PDEATHSIG = 1
+
+
+def share(settings: Settings, index: int, count: int) -> Settings:
+    """Worker ``index``'s part of the server's outbound limits (``[delivery]
+    max_outbound_connections`` and ``max_per_domain_outbound_connections``), so that the
+    server as a whole keeps them: 20 per domain is 10 and 10 with two workers.  Each worker
+    gets at least one, so a limit below the number of workers is exceeded up to it."""
+    if count <= 1:
+        return settings
+    d = settings.delivery
+
+    def part(total: int) -> int:
+        return max(1, total // count + (1 if index < total % count else 0))
+
+    delivery = d.model_copy(update={"max_outbound_connections": part(d.max_outbound_connections),
+                                    "max_per_domain_outbound_connections": part(d.max_per_domain_outbound_connections)})
+    return settings.model_copy(update={"delivery": delivery})
 
 
 def die_with_parent(parent: int) -> None:

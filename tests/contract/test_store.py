@@ -201,6 +201,17 @@ async def test_heartbeat_extends_leases(store: Store) -> None:
     assert [(s.name, s.state) for s in servers] == [("EXCH01", "Active")]
 
 
+async def test_heartbeat_extends_only_the_leases_the_worker_holds(store: Store) -> None:
+    held, orphan = rcpt("held@x.test", ACTIVE, owner="EXCH01/i1"), rcpt("orphan@x.test", ACTIVE, owner="EXCH01/i1")
+    kept = message(held)
+    lost = message(orphan)
+    await store.messages.submit([kept, lost])
+    await store.servers.heartbeat(ServerInfo("EXCH01", "EXCH01/i1", "exch01.test", "Active", NOW, NOW), NOW + 600,
+                                  held={held.id})
+    # Past the first lease (NOW + 60): the orphan's ran out and is recovered, the held one is not.
+    assert await store.messages.recover("EXCH02", "EXCH02/i", NOW + 300) == [lost.info.id]
+
+
 async def test_resubmit_sends_unreachable_and_orphaned_recipients_to_submission(store: Store) -> None:
     await store.messages.submit([message(rcpt("u@x.test", RETRY, queue="Unreachable", connector=None, when=NOW + 999),
                                 rcpt("gone@x.test", connector="deleted"),

@@ -24,8 +24,7 @@ def sendmail(m: Mailhop, *args: str, message: bytes) -> subprocess.CompletedProc
 @pytest.fixture
 def relay(mailhop_factory: Callable[..., Mailhop], capture: Sink) -> Mailhop:
     m = mailhop_factory()
-    m.cli("connector", "new", "Relay", "--dns-routing-enabled", "false", "--smart-hosts",
-          f"[127.0.0.1]:{capture.port}", "--address-spaces", "*")
+    m.relay(capture.port)
     return m
 
 

@@ -15,8 +15,7 @@ from tests.support.wait import wait_for
 def test_a_submit_token_from_the_cli_sends_mail_over_http_and_nothing_else(
         mailhop_factory: Callable[..., Mailhop], capture: Sink) -> None:
     m = mailhop_factory().start()
-    m.cli("connector", "new", "Relay", "--dns-routing-enabled", "false", "--smart-hosts",
-          f"[127.0.0.1]:{capture.port}", "--address-spaces", "*")
+    m.relay(capture.port)
     made = m.cli("admin", "token", "create", "app1", "--scope", "submit")
     token = made.stdout.strip()
     assert "may submit messages, nothing else" in made.stderr

@@ -12,6 +12,7 @@ import os
 import signal
 import smtplib
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -40,16 +41,11 @@ def submit(port: int, count: int, prefix: str) -> list[str]:
         return list(pool.map(one, range(count)))
 
 
-def relay(m: Mailhop, sink: Sink) -> None:
-    m.cli("connector", "new", "Relay", "--dns-routing-enabled", "false", "--smart-hosts",
-          f"[127.0.0.1]:{sink.port}", "--address-spaces", "*")
-
-
 def test_two_workers_share_the_listener_the_store_and_the_tracking_log(
         mailhop_factory: Callable[..., Mailhop], capture: Sink) -> None:
     m = mailhop_factory(server={"workers": 2}).start()
     wait_for(lambda: len(children(m.proc.pid)) == 2, what="two worker processes")  # type: ignore[union-attr]
-    relay(m, capture)
+    m.relay(capture.port)
     wait_for(lambda: m.log().count("(version 1)") == 2, what="both workers to load the connector")
     sent = submit(m.port, 60, "w")
     wait_for(lambda: len(capture.messages) >= 60, what="60 deliveries")
@@ -70,7 +66,7 @@ def test_a_killed_worker_comes_back_and_its_mail_is_delivered(
     try:
         m = mailhop_factory(server={"workers": 2}, cluster={"lease_timeout": "60s"}).start()
         wait_for(lambda: len(children(m.proc.pid)) == 2, what="two worker processes")  # type: ignore[union-attr]
-        relay(m, sink)
+        m.relay(sink.port)
         wait_for(lambda: m.log().count("(version 1)") == 2, what="both workers to load the connector")
         sent = submit(m.port, 20, "k")
         # Every message is in flight: the sink holds each delivery in DATA.
@@ -91,4 +87,32 @@ def test_a_killed_worker_comes_back_and_its_mail_is_delivered(
         assert duplicates <= 20  # at most the deliveries the killed worker had in flight
         assert m.terminate() == 0
     finally:
+        sink.stop()
+
+
+def test_the_default_runs_a_worker_per_cpu_and_outbound_limits_hold_for_the_whole_server(
+        mailhop_factory: Callable[..., Mailhop]) -> None:
+    """``workers = "auto"`` (the default; the suite's helper pins 1 elsewhere) and
+    ``max_per_domain_outbound_connections = 2``: however many workers, at most 2 connections to
+    the destination at once (each worker used to have the whole limit: 4 with two workers)."""
+    from mailhop.config.sections import cpus
+
+    stall = threading.Event()
+    sink = Sink(stall=stall).start()
+    m = mailhop_factory(server={"workers": "auto"}, delivery={"max_per_domain_outbound_connections": 2}).start()
+    try:
+        expected = min(cpus(), 64)
+        wait_for(lambda: len(children(m.proc.pid)) == expected, what=f"{expected} worker processes")  # type: ignore[union-attr]
+        m.relay(sink.port)
+        wait_for(lambda: m.log().count("(version 1)") == expected, what="every worker to load the connector")
+        sent = submit(m.port, 20, "limit")
+        helos = sink.handler.helos
+        wait_for(lambda: len(helos) >= min(2, expected), what="deliveries under way")
+        time.sleep(2)  # what more connections could open, has opened
+        assert len(helos) <= 2, f"{len(helos)} connections at once to one destination (limit 2)"
+        stall.set()
+        wait_for(lambda: len(sink.messages) >= 20, what="all 20 delivered once released")
+        assert Counter(r for c in sink.messages for r in c.rcpt_tos) == Counter(sent)
+    finally:
+        stall.set()
         sink.stop()

@@ -275,9 +275,7 @@ class Fault:
         for s in self.servers:
             s.start()
         names = ",".join(s.root.name for s in self.servers)
-        self.servers[0].cli("connector", "new", "Relay", "--dns-routing-enabled", "false", "--smart-hosts",
-                            f"[127.0.0.1]:{self.sink.port}", "--address-spaces", "*",
-                            "--source-transport-servers", names)
+        self.servers[0].relay(self.sink.port, "--source-transport-servers", names)
         for s in self.servers:
             s.wait_config(1)
 

@@ -56,8 +56,7 @@ def capture() -> Iterator[Sink]:
 
 def relay(m: Mailhop, sink: Sink) -> Mailhop:
     m.start()
-    m.cli("connector", "new", "Relay", "--dns-routing-enabled", "false", "--smart-hosts",
-          f"[127.0.0.1]:{sink.port}", "--address-spaces", "*")
+    m.relay(sink.port)
     m.wait_config(1)
     return m
 

@@ -53,7 +53,9 @@ class Mailhop:
         self.port = free_port(bind_host)
         self.host = bind_host
         config: dict[str, Any] = {
-            "server": {"name": name, "fqdn": fqdn, "data_dir": str(root / "data"), "config_poll_interval": "0.5s"},
+            # One worker unless a test asks for more (the default, "auto", is one per CPU: test_workers).
+            "server": {"name": name, "fqdn": fqdn, "data_dir": str(root / "data"), "config_poll_interval": "0.5s",
+                       "workers": 1},
             "receive_connectors": [{"name": f"Client Relay {name}", "bind": f"{bind_host}:{self.port}",
                                     "remote_ip_ranges": ["127.0.0.1/32"]}],
             "queue": {"glitch_retry_interval": "1s", "transient_retry_interval": "1s",
@@ -82,6 +84,11 @@ class Mailhop:
         if check and result.returncode != 0:
             raise AssertionError(f"mailhop {' '.join(args)} failed ({result.returncode}): {result.stderr}")
         return result
+
+    def relay(self, port: int, *options: str, name: str = "Relay") -> None:
+        """A send connector for every address (``*``) to the smart host ``[127.0.0.1]:port``."""
+        self.cli("connector", "new", name, "--dns-routing-enabled", "false", "--smart-hosts",
+                 f"[127.0.0.1]:{port}", "--address-spaces", "*", *options)
 
     def cli_json(self, *args: str) -> Any:
         return json.loads(self.cli(*args, "--json").stdout)

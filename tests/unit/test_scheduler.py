@@ -352,6 +352,21 @@ async def test_a_dead_servers_lease_expires_and_its_mail_is_taken_over(world: Wo
     assert [d.recipients for d in world.hop.delivered] == [["bob@fabrikam.test"]]
 
 
+async def test_a_lease_of_this_worker_without_a_job_expires_instead_of_being_kept_for_ever(world: World) -> None:
+    """A commit whose answer was lost (PostgreSQL restarted during COMMIT): the message is stored,
+    leased to this very worker, but the worker never got it.  The heartbeat used to push every
+    lease of the worker on, this one too, so it stayed Active for ever (the fault checker's
+    PostgreSQL run left three); only the leases of what the worker holds are pushed on now."""
+    await world.connector("Relay", RELAY)
+    world.hop.add(FakeEndpoint(RELAY, 25))
+    await world.store.messages.submit([stored(world, "bob@fabrikam.test", owner=world.ctx.owner)])
+    await started(world)
+    await world.clock.run_until(lambda: bool(world.hop.delivered), limit=600, what="the orphaned lease recovered")
+    assert world.clock.now() >= 1_900_000_060  # once its lease ran out
+    assert [d.recipients for d in world.hop.delivered] == [["bob@fabrikam.test"]]
+    assert await world.store.queues.messages() == []
+
+
 async def test_a_message_that_crashed_the_server_twice_while_alone_goes_to_poison(world: World) -> None:
     await world.connector("Relay", RELAY)
     world.hop.add(FakeEndpoint(RELAY, 25))

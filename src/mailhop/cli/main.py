@@ -116,7 +116,7 @@ def serve(ctx: Context, name: str | None, fqdn: str | None, data_dir: str | None
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
                         format=f"%(asctime)s %(levelname)s{tag} %(name)s: %(message)s")
     from mailhop.service import Service
-    from mailhop.workers import FATAL
+    from mailhop.workers import FATAL, share
 
     def run_worker(index: int) -> int:
         try:
@@ -126,7 +126,7 @@ def serve(ctx: Context, name: str | None, fqdn: str | None, data_dir: str | None
         else:
             runner = uvloop.run
         try:
-            runner(Service(settings, worker=index).run())
+            runner(Service(share(settings, index, workers), worker=index).run())
         except MailhopError as exc:
             if workers == 1:
                 raise

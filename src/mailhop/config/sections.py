@@ -8,6 +8,7 @@ Every default of mailhop lives in these classes (and in ``config.receive`` for
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 import socket
 from pathlib import Path
@@ -21,6 +22,35 @@ from mailhop.units import parse_duration, parse_size
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 Size = Annotated[int | None, BeforeValidator(parse_size)]
 
+
+
+MAX_WORKERS = 64
+
+
+def cpus() -> int:
+    """The CPUs this process may run on (its affinity, as a container or taskset limits it)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def _workers(value: object) -> int:
+    """``"auto"``: one worker per CPU the process may use (at most 64); a number overrides."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return min(cpus(), MAX_WORKERS)
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError('workers must be "auto" or a number from 1 to 64')
+    try:
+        number = int(value)
+    except ValueError:
+        raise ValueError('workers must be "auto" or a number from 1 to 64') from None
+    if not 1 <= number <= MAX_WORKERS:
+        raise ValueError('workers must be "auto" or a number from 1 to 64')
+    return number
+
+
+Workers = Annotated[int, BeforeValidator(_workers)]
 
 
 def _default_name() -> str:
@@ -49,9 +79,11 @@ class ServerSettings(Section):
     shutdown_timeout: Duration = 30.0
     # How often the server looks for changes made by the CLI or other servers.
     config_poll_interval: Duration = 1.0
-    # Worker processes sharing the listening sockets (SO_REUSEPORT) and the store: one per
-    # core lets one server use every core; each is a full transport (receive and deliver).
-    workers: int = Field(default=1, ge=1, le=64)
+    # Worker processes sharing the listening sockets (SO_REUSEPORT) and the store, each a full
+    # transport (receive and deliver): "auto" is one per CPU the process may use, so that one
+    # server uses every core out of the box; a number overrides.  Outbound limits are the
+    # server's, shared out among the workers (workers.share).
+    workers: Workers = Field(default_factory=lambda: _workers("auto"))
     # SMTP AUTH users of the receive connectors (``mailhop user add``); default data_dir/users.
     users_file: Path | None = None
     # The key that seals stored secrets (smart-host passwords), made on first use; default

@@ -27,12 +27,14 @@ CLAIM_BATCH = 500
 
 class Claimer:
     def __init__(self, ctx: QueueContext, live: Live, membership: Membership, room: Callable[[], int],
-                 process: Callable[[Claim], Awaitable[None]]) -> None:
+                 process: Callable[[Claim], Awaitable[None]],
+                 hold: Callable[[list[Claim]], None] = lambda claims: None) -> None:
         self.ctx = ctx
         self.live = live
         self.membership = membership
         self.room = room
         self.process = process
+        self.hold = hold  # told of every claim at once, before the first is processed
         self._wake = Wakeup()
 
     def wake(self) -> None:
@@ -54,6 +56,7 @@ class Claimer:
         except MailhopError as exc:
             log.error("claiming due mail failed: %s", exc)
             return False
+        self.hold(claims)
         for claim in claims:
             try:
                 await self.process(claim)

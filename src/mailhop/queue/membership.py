@@ -1,7 +1,9 @@
 """Cluster membership of one server worker: heartbeat, work share, drain and resume.
 
-The heartbeat records this server's state in the store and pushes its leases
-forward; each beat also frees leases that expired (a dead peer's) so its mail is
+The heartbeat records this server's state in the store and pushes forward the leases
+of the recipients the worker has in memory (claimed, handed over or delivered, and not
+recorded yet); a lease it has without a job (a commit whose answer was lost to a dropped
+connection) is left to expire, and is recovered like a dead server's; each beat also frees leases that expired (a dead peer's) so its mail is
 claimed again.  ``follow`` reads the servers' table every poll: the share of due
 mail this server claims (live source servers of its connectors split it by message
 id) and whether an administrator asked it to drain (``mailhop server drain``).
@@ -11,7 +13,7 @@ Draining stops accepting and claiming; jobs not yet started go back to the store
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from mailhop.errors import MailhopError
 from mailhop.queue.context import Live, QueueContext
@@ -24,9 +26,10 @@ DRAINING = "Draining"
 
 class Membership:
     def __init__(self, ctx: QueueContext, live: Live, on_drain: Callable[[], int],
-                 on_recovered: Callable[[], None]) -> None:
+                 on_recovered: Callable[[], None], held: Callable[[], Collection[int]] | None = None) -> None:
         self.ctx = ctx
         self.live = live
+        self.held = held  # the recipients this worker has in memory: only their leases are pushed on
         self.on_drain = on_drain          # hands back unstarted work; returns how many messages
         self.on_recovered = on_recovered  # leases were freed, or draining ended: claim again
         self.started_at = ctx.clock.now()
@@ -44,7 +47,7 @@ class Membership:
         now = ctx.clock.now()
         await ctx.store.servers.heartbeat(
             ServerInfo(ctx.server_name, ctx.owner, ctx.settings.server.fqdn, state or self.state,
-                       self.started_at, now), ctx.lease_until())
+                       self.started_at, now), ctx.lease_until(), self.held() if self.held else None)
 
     async def beat(self) -> None:
         """One heartbeat, then free what expired."""

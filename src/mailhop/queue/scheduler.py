@@ -70,13 +70,17 @@ class Scheduler:
             clock=ctx.clock, tls_outcome=tls_outcome,
         )
         self.in_flight = 0
+        # Recipients in memory from their claim (or hand-off) until their outcome is recorded:
+        # the heartbeat keeps only their leases alive.
+        self.held: set[int] = set()
         self.stopping = False
-        self.membership = Membership(ctx, live, on_drain=self._hand_back, on_recovered=self.wake)
+        self.membership = Membership(ctx, live, on_drain=self._hand_back, on_recovered=self.wake,
+                                     held=lambda: self.held)
         self.watch = ConfigWatch(ctx, live, on_change=self._connectors_changed)
         worker = ctx.owner_prefix.rsplit("/", 1)[-1]
         self.poison = PoisonGuard(ctx, CrashJournal(s.data_dir / f"inflight-{s.server.name}-{worker}.journal"))
         self.claimer = Claimer(ctx, live, self.membership, room=lambda: s.queue.max_in_memory - self.in_flight,
-                               process=self._process)
+                               process=self._process, hold=self._hold)
         self.writer = OutcomeWriter(ctx.store.messages, ctx.owner, self._recorded, ctx.clock)
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -153,8 +157,12 @@ class Scheduler:
         """Deliver a just-committed message whose recipients are already leased to us."""
         if self.stopping:
             return False
+        self._hold([claim])
         self._dispatch(claim, claim.recipients)
         return True
+
+    def _hold(self, claims: Iterable[Claim]) -> None:
+        self.held.update(r.id for c in claims for r in c.recipients)
 
     # --- claimed work -----------------------------------------------------------------------------
 
@@ -235,8 +243,9 @@ class Scheduler:
         await self._compose(notices, batch)
         self.writer.add(batch, jobs=1)
 
-    def _recorded(self, jobs: int, new_messages: bool) -> None:
+    def _recorded(self, jobs: int, new_messages: bool, recipients: list[int]) -> None:
         full = self.in_flight >= self.ctx.settings.queue.max_in_memory
         self.in_flight -= jobs
+        self.held.difference_update(recipients)
         if new_messages or (full and jobs):
             self.wake()

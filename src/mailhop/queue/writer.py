@@ -28,12 +28,12 @@ RETRY_MAX = 15.0
 
 
 class OutcomeWriter:
-    def __init__(self, messages: Messages, owner: str, on_done: Callable[[int, bool], None],
+    def __init__(self, messages: Messages, owner: str, on_done: Callable[[int, bool, list[int]], None],
                  clock: Clock = SYSTEM_CLOCK) -> None:
         self.messages = messages
         self.clock = clock
         self.owner = owner  # outcomes apply only where this worker still holds the lease
-        self.on_done = on_done  # (jobs finished, whether new messages were written)
+        self.on_done = on_done  # (jobs finished, whether new messages were written, recipients recorded)
         self._tasks: set[asyncio.Task[None]] = set()
         self._acc = RecordBatch()
         self._acc_jobs = 0
@@ -71,7 +71,7 @@ class OutcomeWriter:
                 await self.clock.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX)
         finally:
-            self.on_done(jobs, bool(batch.new_messages))
+            self.on_done(jobs, bool(batch.new_messages), [o.recipient_id for o in batch.outcomes])
 
     def spawn(self, coro: Awaitable[None]) -> None:
         async def run() -> None:

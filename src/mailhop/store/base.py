@@ -31,7 +31,7 @@ Contract (tests/contract runs the same suite against the in-memory store of
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -208,8 +208,10 @@ class Queues(Protocol):
 
 
 class Servers(Protocol):
-    async def heartbeat(self, server: ServerInfo, lease_until: float) -> None:
-        """Record the server's state and push its active leases to ``lease_until``."""
+    async def heartbeat(self, server: ServerInfo, lease_until: float, held: Collection[int] | None = None) -> None:
+        """Record the server's state and push its active leases to ``lease_until``: only those of
+        the recipient ids in ``held`` (what the worker has in memory) when given, so a lease it
+        holds without a job (a commit whose answer was lost) expires and is recovered."""
         ...
 
     async def list(self) -> list[ServerInfo]: ...

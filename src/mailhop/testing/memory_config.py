@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from mailhop.clock import Clock
@@ -102,13 +102,14 @@ class MemoryServers:
     def __init__(self, data: MemoryData) -> None:
         self.d = data
 
-    async def heartbeat(self, server: ServerInfo, lease_until: float) -> None:
+    async def heartbeat(self, server: ServerInfo, lease_until: float, held: Collection[int] | None = None) -> None:
         old = self.d.servers.get(server.name.lower())
         requested = old.requested_state if old is not None else None
         name = old.name if old is not None else server.name
         self.d.servers[server.name.lower()] = dataclasses.replace(server, name=name, requested_state=requested)
         for r in self.d.recipients.values():
-            if r.row.status == ACTIVE and r.row.lease_owner == server.incarnation:
+            if (r.row.status == ACTIVE and r.row.lease_owner == server.incarnation
+                    and (held is None or r.row.id in held)):
                 r.lease_until = lease_until
 
     async def list(self) -> list[ServerInfo]:

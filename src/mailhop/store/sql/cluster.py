@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from mailhop.clock import Clock
 from mailhop.errors import ConflictError, NotFoundError
 from mailhop.store.base import READ, AdminToken, ServerInfo
 from mailhop.store.engine import Conn, Engine
+from mailhop.store.sql.rows import placeholders
 
 
 class SqlServers:
     def __init__(self, engine: Engine) -> None:
         self.db = engine
 
-    async def heartbeat(self, server: ServerInfo, lease_until: float) -> None:
+    async def heartbeat(self, server: ServerInfo, lease_until: float, held: Collection[int] | None = None) -> None:
+        ids = None if held is None else list(held)
         def op(conn: Conn) -> None:
             conn.execute(
                 "INSERT INTO servers (name, incarnation, fqdn, state, started_at, heartbeat_at) "
@@ -21,10 +25,19 @@ class SqlServers:
                 "heartbeat_at = excluded.heartbeat_at",
                 (server.name, server.incarnation, server.fqdn, server.state, server.started_at, server.heartbeat_at),
             )
-            conn.execute(
-                "UPDATE recipients SET lease_until = ? WHERE status = 'active' AND lease_owner = ?",
-                (lease_until, server.incarnation),
-            )
+            if ids is None:
+                conn.execute(
+                    "UPDATE recipients SET lease_until = ? WHERE status = 'active' AND lease_owner = ?",
+                    (lease_until, server.incarnation),
+                )
+                return
+            for start in range(0, len(ids), 500):
+                chunk = ids[start:start + 500]
+                conn.execute(
+                    f"UPDATE recipients SET lease_until = ? WHERE id IN ({placeholders(chunk)}) "
+                    "AND status = 'active' AND lease_owner = ?",
+                    (lease_until, *chunk, server.incarnation),
+                )
 
         await self.db.write(op)
 
