@@ -50,3 +50,14 @@ def test_t_reads_to_cc_bcc_and_bcc_never_leaves() -> None:
 def test_a_bare_name_gets_the_server_domain_and_the_null_sender_stays_null() -> None:
     m = prepare(parse(["-f", "<>", "root"]), b"From: a@b.test\r\n\r\nx\r\n", "exch01.contoso.test", "www-data")
     assert (m.sender, m.recipients) == ("", ["root@exch01.contoso.test"])
+
+
+def test_the_server_checks_the_envelope_it_is_handed_over_the_control_socket() -> None:
+    from mailhop.errors import ValidationError
+    from mailhop.receive.local import envelope
+
+    assert envelope("", ["bob@fabrikam.test"], b"x").recipients == ["bob@fabrikam.test"]
+    for sender, recipients in (("app@contoso.test", ["bob@"]), ("not an address", ["bob@fabrikam.test"]),
+                               ("app@contoso.test", [])):
+        with pytest.raises(ValidationError):
+            envelope(sender, recipients, b"x")

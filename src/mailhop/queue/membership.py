@@ -3,8 +3,8 @@
 The heartbeat records this server's state in the store and pushes forward the leases
 of the recipients the worker has in memory (claimed, handed over or delivered, and not
 recorded yet); a lease it has without a job (a commit whose answer was lost to a dropped
-connection) is left to expire, and is recovered like a dead server's; each beat also frees leases that expired (a dead peer's) so its mail is
-claimed again.  ``follow`` reads the servers' table every poll: the share of due
+connection) is left to expire, and is recovered like a dead server's.  Each beat also
+frees leases that expired (a dead peer's) so its mail is claimed again.  ``follow`` reads the servers' table every poll: the share of due
 mail this server claims (live source servers of its connectors split it by message
 id) and whether an administrator asked it to drain (``mailhop server drain``).
 Draining stops accepting and claiming; jobs not yet started go back to the store.

@@ -110,6 +110,15 @@ class Prepared:
         self.content = content
 
 
+def envelope(sender: str, recipients: list[str], content: bytes) -> Prepared:
+    """A message whose envelope came from elsewhere (``mailhop sendmail`` over the control
+    socket), its addresses checked as the API checks them."""
+    if not recipients:
+        raise ValidationError("Recipients: a message needs at least one recipient")
+    return Prepared(_address(sender, "Sender") if sender else "",
+                    [_address(r, f"Recipients[{i}]") for i, r in enumerate(recipients)], content)
+
+
 def _address(value: str, where: str) -> str:
     value = value.strip()
     if not valid_address(value):

@@ -27,7 +27,7 @@ from typing import Any
 
 from mailhop import errors
 from mailhop.errors import MailhopError, ValidationError
-from mailhop.receive.local import LocalSubmission, Prepared
+from mailhop.receive.local import LocalSubmission, envelope
 from mailhop.services import Services
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ OPERATIONS: dict[str, Operation] = {
     "tls.report_list": lambda s, a: s.tls_reports.days(),
     "tls.report_show": lambda s, a: s.tls_reports.show(a["domain"], a.get("date")),
     "message.submit": lambda s, a: _pickup(s).submit_one(
-        Prepared(str(a["sender"]), [str(r) for r in a["recipients"]], base64.b64decode(a["content"])),
+        envelope(str(a["sender"]), [str(r) for r in a["recipients"]], base64.b64decode(a["content"], validate=True)),
         "127.0.0.1", str(a["user"])),
 }
 
